@@ -1,0 +1,503 @@
+//! Rules of the catalog: input checks, derived values (a showtime's end, a layout's seats),
+//! which conflicts are the client's, and cache invalidation after every committed write.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use uuid::Uuid;
+
+use super::cache;
+use super::layout;
+use super::model::*;
+use super::repo;
+use crate::error::{ApiError, on_constraint};
+use crate::paging::{Page, Paging};
+use crate::state::AppState;
+use crate::validate::{self, Errors};
+
+/// Highest price of one seat, in minor units.
+pub const MAX_PRICE_MINOR: i64 = 100_000_000;
+
+/// A checked movie.
+#[derive(Clone, Debug)]
+pub struct NewMovie {
+    pub title: String,
+    pub description: String,
+    pub genres: Vec<String>,
+    pub duration_minutes: i32,
+    pub age_rating: Option<String>,
+    pub release_date: Option<NaiveDate>,
+}
+
+impl TryFrom<MovieInput> for NewMovie {
+    type Error = ApiError;
+    fn try_from(m: MovieInput) -> Result<Self, ApiError> {
+        let mut errors = Errors::default();
+        let title = errors.check(validate::text("title", &m.title, 1, 200, false));
+        let description = errors.check(validate::text("description", &m.description, 0, 5000, true));
+        if m.genres.len() > 10 {
+            errors.push("genres", "at most 10 genres");
+        }
+        let mut genres = BTreeSet::new();
+        for (i, g) in m.genres.iter().enumerate() {
+            if let Some(g) = errors.check(validate::text(&format!("genres[{i}]"), g, 1, 40, false)) {
+                genres.insert(g.to_lowercase());
+            }
+        }
+        if !(1..=1000).contains(&m.duration_minutes) {
+            errors.push("duration_minutes", "must be 1 to 1000");
+        }
+        let age_rating = match &m.age_rating {
+            Some(r) => errors.check(validate::text("age_rating", r, 1, 20, false)),
+            None => None,
+        };
+        errors.finish()?;
+        Ok(Self {
+            title: title.unwrap_or_default(),
+            description: description.unwrap_or_default(),
+            genres: genres.into_iter().collect(),
+            duration_minutes: m.duration_minutes,
+            age_rating,
+            release_date: m.release_date,
+        })
+    }
+}
+
+/// A checked theater.
+#[derive(Clone, Debug)]
+pub struct NewTheater {
+    pub name: String,
+    pub city: String,
+    pub address: String,
+}
+
+impl TryFrom<TheaterInput> for NewTheater {
+    type Error = ApiError;
+    fn try_from(t: TheaterInput) -> Result<Self, ApiError> {
+        let mut errors = Errors::default();
+        let name = errors.check(validate::text("name", &t.name, 1, 200, false));
+        let city = errors.check(validate::text("city", &t.city, 1, 100, false));
+        let address = errors.check(validate::text("address", &t.address, 0, 500, false));
+        errors.finish()?;
+        Ok(Self {
+            name: name.unwrap_or_default(),
+            city: city.unwrap_or_default(),
+            address: address.unwrap_or_default(),
+        })
+    }
+}
+
+/// A checked showtime.
+#[derive(Clone, Debug)]
+pub struct NewShowtime {
+    pub movie_id: Uuid,
+    pub screen_id: Uuid,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub prices: BTreeMap<String, i64>,
+    pub currency: String,
+}
+
+/// Filters of the showtime list.
+#[derive(Clone, Debug)]
+pub struct ShowtimeFilter {
+    pub movie_id: Option<Uuid>,
+    pub theater_id: Option<Uuid>,
+    pub city: Option<String>,
+    pub date: Option<NaiveDate>,
+    pub include_past: bool,
+}
+
+/// Checks that `prices` names exactly the seat categories of the screen with sane amounts.
+pub fn check_prices(prices: &BTreeMap<String, i64>, categories: &[String], errors: &mut Errors) {
+    for category in categories {
+        if !prices.contains_key(category) {
+            errors.push(format!("prices.{category}"), "the screen has seats of this category: give their price");
+        }
+    }
+    for (category, amount) in prices {
+        if !categories.contains(category) {
+            errors.push(format!("prices.{category}"), "the screen has no seats of this category");
+        } else if !(0..=MAX_PRICE_MINOR).contains(amount) {
+            errors.push(format!("prices.{category}"), format!("must be 0 to {MAX_PRICE_MINOR} (minor units)"));
+        }
+    }
+}
+
+/// The end of a showtime starting at `starts_at` for a movie of `duration_minutes`.
+pub fn ends_at(starts_at: DateTime<Utc>, duration_minutes: i32) -> DateTime<Utc> {
+    starts_at + chrono::Duration::minutes(i64::from(duration_minutes))
+}
+
+const NO_MOVIE: ApiError = ApiError::NotFound("no such movie");
+const NO_THEATER: ApiError = ApiError::NotFound("no such theater");
+const NO_SCREEN: ApiError = ApiError::NotFound("no such screen");
+const NO_SHOWTIME: ApiError = ApiError::NotFound("no such showtime");
+
+fn overlap() -> ApiError {
+    ApiError::Conflict("the screen already has a showtime at that time".into())
+}
+
+// ---- movies ----
+
+pub async fn list_movies(state: &AppState, q: MovieQuery) -> Result<Page<Movie>, ApiError> {
+    let paging = Paging::try_from(q.paging())?;
+    let text = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let genre = q.genre.as_deref().map(|g| g.trim().to_lowercase()).filter(|s| !s.is_empty());
+    if text.as_ref().is_some_and(|t| t.chars().count() > 200) {
+        return Err(ApiError::invalid("q", "at most 200 characters"));
+    }
+    let name = format!("movies:{}", serde_json::json!([text, genre, paging.page, paging.per_page]));
+    cache::cached(state, &name, || async {
+        let mut conn = state.db.acquire().await?;
+        let (items, total) = repo::list_movies(&mut conn, text.as_deref(), genre.as_deref(), paging).await?;
+        Ok(Page::new(items, paging, total))
+    })
+    .await
+}
+
+pub async fn get_movie(state: &AppState, id: Uuid) -> Result<Movie, ApiError> {
+    cache::cached(state, &format!("movie:{id}"), || async {
+        repo::find_movie(&mut *state.db.acquire().await?, id).await?.ok_or(NO_MOVIE)
+    })
+    .await
+}
+
+pub async fn create_movie(state: &AppState, input: MovieInput) -> Result<Movie, ApiError> {
+    let movie = NewMovie::try_from(input)?;
+    let created = repo::insert_movie(&mut *state.db.acquire().await?, &movie).await?;
+    cache::invalidate(state).await;
+    tracing::info!(movie.id = %created.id, "movie created");
+    Ok(created)
+}
+
+pub async fn update_movie(state: &AppState, id: Uuid, patch: MoviePatch) -> Result<Movie, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let current = repo::find_movie(&mut conn, id).await?.ok_or(NO_MOVIE)?;
+    let merged = MovieInput {
+        title: patch.title.unwrap_or(current.title),
+        description: patch.description.unwrap_or(current.description),
+        genres: patch.genres.unwrap_or(current.genres),
+        duration_minutes: patch.duration_minutes.unwrap_or(current.duration_minutes),
+        age_rating: patch.age_rating.or(current.age_rating),
+        release_date: patch.release_date.or(current.release_date),
+    };
+    let movie = NewMovie::try_from(merged)?;
+    let updated = repo::update_movie(&mut conn, id, &movie).await?.ok_or(NO_MOVIE)?;
+    cache::invalidate(state).await;
+    Ok(updated)
+}
+
+pub async fn delete_movie(state: &AppState, id: Uuid) -> Result<(), ApiError> {
+    let deleted = repo::delete_movie(&mut *state.db.acquire().await?, id)
+        .await
+        .map_err(on_constraint("showtimes_movie_id_fkey", || {
+            ApiError::Conflict("the movie has showtimes; cancel and keep them, or delete them first".into())
+        }))?;
+    if !deleted {
+        return Err(NO_MOVIE);
+    }
+    cache::invalidate(state).await;
+    Ok(())
+}
+
+// ---- theaters ----
+
+pub async fn list_theaters(state: &AppState, q: TheaterQuery) -> Result<Page<Theater>, ApiError> {
+    let paging = Paging::try_from(q.paging())?;
+    let city = q.city.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let name = format!("theaters:{}", serde_json::json!([city, paging.page, paging.per_page]));
+    cache::cached(state, &name, || async {
+        let (items, total) = repo::list_theaters(&mut *state.db.acquire().await?, city.as_deref(), paging).await?;
+        Ok(Page::new(items, paging, total))
+    })
+    .await
+}
+
+pub async fn get_theater(state: &AppState, id: Uuid) -> Result<Theater, ApiError> {
+    repo::find_theater(&mut *state.db.acquire().await?, id).await?.ok_or(NO_THEATER)
+}
+
+pub async fn create_theater(state: &AppState, input: TheaterInput) -> Result<Theater, ApiError> {
+    let theater = NewTheater::try_from(input)?;
+    let created = repo::insert_theater(&mut *state.db.acquire().await?, &theater).await?;
+    cache::invalidate(state).await;
+    Ok(created)
+}
+
+pub async fn update_theater(state: &AppState, id: Uuid, patch: TheaterPatch) -> Result<Theater, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let current = repo::find_theater(&mut conn, id).await?.ok_or(NO_THEATER)?;
+    let theater = NewTheater::try_from(TheaterInput {
+        name: patch.name.unwrap_or(current.name),
+        city: patch.city.unwrap_or(current.city),
+        address: patch.address.unwrap_or(current.address),
+    })?;
+    let updated = repo::update_theater(&mut conn, id, &theater).await?.ok_or(NO_THEATER)?;
+    cache::invalidate(state).await;
+    Ok(updated)
+}
+
+pub async fn delete_theater(state: &AppState, id: Uuid) -> Result<(), ApiError> {
+    let deleted = repo::delete_theater(&mut *state.db.acquire().await?, id)
+        .await
+        .map_err(on_constraint("screens_theater_id_fkey", || {
+            ApiError::Conflict("the theater has screens; delete them first".into())
+        }))?;
+    if !deleted {
+        return Err(NO_THEATER);
+    }
+    cache::invalidate(state).await;
+    Ok(())
+}
+
+// ---- screens ----
+
+pub async fn list_screens(state: &AppState, theater_id: Uuid) -> Result<Vec<Screen>, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    repo::find_theater(&mut conn, theater_id).await?.ok_or(NO_THEATER)?;
+    Ok(repo::list_screens(&mut conn, theater_id).await?)
+}
+
+pub async fn create_screen(state: &AppState, theater_id: Uuid, input: ScreenInput) -> Result<ScreenWithSeats, ApiError> {
+    let mut errors = Errors::default();
+    let name = errors.check(validate::text("name", &input.name, 1, 100, false));
+    let seats = match layout::generate(&input.rows) {
+        Ok(seats) => seats,
+        Err(e) => {
+            e.into_iter().for_each(|f| errors.push(f.field, f.message));
+            Vec::new()
+        }
+    };
+    errors.finish()?;
+    let mut tx = state.db.begin().await?;
+    repo::find_theater(&mut tx, theater_id).await?.ok_or(NO_THEATER)?;
+    let id = repo::insert_screen(&mut tx, theater_id, &name.unwrap_or_default())
+        .await
+        .map_err(on_constraint("screens_theater_name_key", || {
+            ApiError::Conflict("the theater already has a screen of this name".into())
+        }))?;
+    repo::insert_seats(&mut tx, id, &seats).await?;
+    let screen = repo::find_screen(&mut tx, id).await?.ok_or(NO_SCREEN)?;
+    let seats = repo::screen_seats(&mut tx, id).await?;
+    tx.commit().await?;
+    cache::invalidate(state).await;
+    tracing::info!(screen.id = %id, seats = seats.len(), "screen created");
+    Ok(ScreenWithSeats { screen, seats })
+}
+
+/// A screen with its layout; layouts never change, so this is cached.
+pub async fn get_screen(state: &AppState, id: Uuid) -> Result<ScreenWithSeats, ApiError> {
+    cache::cached(state, &format!("screen:{id}"), || async {
+        let mut conn = state.db.acquire().await?;
+        let screen = repo::find_screen(&mut conn, id).await?.ok_or(NO_SCREEN)?;
+        let seats = repo::screen_seats(&mut conn, id).await?;
+        Ok(ScreenWithSeats { screen, seats })
+    })
+    .await
+}
+
+pub async fn delete_screen(state: &AppState, id: Uuid) -> Result<(), ApiError> {
+    let deleted = repo::delete_screen(&mut *state.db.acquire().await?, id)
+        .await
+        .map_err(on_constraint("showtimes_screen_id_fkey", || {
+            ApiError::Conflict("the screen has showtimes and cannot be deleted".into())
+        }))?;
+    if !deleted {
+        return Err(NO_SCREEN);
+    }
+    cache::invalidate(state).await;
+    Ok(())
+}
+
+// ---- showtimes ----
+
+pub async fn list_showtimes(state: &AppState, q: ShowtimeQuery) -> Result<Page<Showtime>, ApiError> {
+    let paging = Paging::try_from(q.paging())?;
+    let filter = ShowtimeFilter {
+        movie_id: q.movie_id,
+        theater_id: q.theater_id,
+        city: q.city.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned),
+        date: q.date,
+        include_past: q.include_past.unwrap_or(false),
+    };
+    // Lists that hide ended showtimes change as time passes: key them by the minute too.
+    let minute = Utc::now().timestamp() / 60;
+    let name = format!(
+        "showtimes:{}",
+        serde_json::json!([
+            filter.movie_id,
+            filter.theater_id,
+            filter.city,
+            filter.date,
+            filter.include_past,
+            minute,
+            paging.page,
+            paging.per_page
+        ])
+    );
+    cache::cached(state, &name, || async {
+        let (items, total) = repo::list_showtimes(&mut *state.db.acquire().await?, &filter, paging).await?;
+        Ok(Page::new(items, paging, total))
+    })
+    .await
+}
+
+pub async fn get_showtime(state: &AppState, id: Uuid) -> Result<Showtime, ApiError> {
+    cache::cached(state, &format!("showtime:{id}"), || async {
+        repo::find_showtime(&mut *state.db.acquire().await?, id).await?.ok_or(NO_SHOWTIME)
+    })
+    .await
+}
+
+pub async fn create_showtime(state: &AppState, input: ShowtimeInput) -> Result<Showtime, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let movie = repo::find_movie(&mut conn, input.movie_id).await?;
+    let screen = repo::find_screen(&mut conn, input.screen_id).await?;
+    let mut errors = Errors::default();
+    if movie.is_none() {
+        errors.push("movie_id", "no such movie");
+    }
+    match &screen {
+        Some(screen) => check_prices(&input.prices, &screen.categories, &mut errors),
+        None => errors.push("screen_id", "no such screen"),
+    }
+    if input.starts_at <= Utc::now() {
+        errors.push("starts_at", "must be in the future");
+    }
+    errors.check(validate::currency("currency", &input.currency));
+    errors.finish()?;
+    let duration = movie.map_or(0, |m| m.duration_minutes);
+    let showtime = NewShowtime {
+        movie_id: input.movie_id,
+        screen_id: input.screen_id,
+        starts_at: input.starts_at,
+        ends_at: ends_at(input.starts_at, duration),
+        prices: input.prices,
+        currency: input.currency,
+    };
+    let id = repo::insert_showtime(&mut conn, &showtime)
+        .await
+        .map_err(on_constraint("showtimes_no_overlap", overlap))?;
+    cache::invalidate(state).await;
+    tracing::info!(showtime.id = %id, "showtime created");
+    repo::find_showtime(&mut conn, id).await?.ok_or(NO_SHOWTIME)
+}
+
+pub async fn update_showtime(state: &AppState, id: Uuid, patch: ShowtimePatch) -> Result<Showtime, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let current = repo::find_showtime(&mut conn, id).await?.ok_or(NO_SHOWTIME)?;
+    if current.status == ShowtimeStatus::Cancelled {
+        return Err(ApiError::Conflict("the showtime is cancelled".into()));
+    }
+    let screen = repo::find_screen(&mut conn, current.screen_id).await?.ok_or(NO_SCREEN)?;
+    let movie = repo::find_movie(&mut conn, current.movie_id).await?.ok_or(NO_MOVIE)?;
+    let mut errors = Errors::default();
+    let starts_at = patch.starts_at.unwrap_or(current.starts_at);
+    if patch.starts_at.is_some_and(|s| s <= Utc::now()) {
+        errors.push("starts_at", "must be in the future");
+    }
+    let prices = patch.prices.unwrap_or(current.prices);
+    check_prices(&prices, &screen.categories, &mut errors);
+    let currency = patch.currency.unwrap_or(current.currency);
+    errors.check(validate::currency("currency", &currency));
+    errors.finish()?;
+    let showtime = NewShowtime {
+        movie_id: current.movie_id,
+        screen_id: current.screen_id,
+        starts_at,
+        ends_at: ends_at(starts_at, movie.duration_minutes),
+        prices,
+        currency,
+    };
+    let updated = repo::update_showtime(&mut conn, id, &showtime)
+        .await
+        .map_err(on_constraint("showtimes_no_overlap", overlap))?;
+    if !updated {
+        return Err(ApiError::Conflict("the showtime is cancelled".into()));
+    }
+    cache::invalidate(state).await;
+    repo::find_showtime(&mut conn, id).await?.ok_or(NO_SHOWTIME)
+}
+
+/// Cancels a showtime. Cancelling a cancelled showtime changes nothing and succeeds.
+pub async fn cancel_showtime(state: &AppState, id: Uuid) -> Result<(), ApiError> {
+    let mut conn = state.db.acquire().await?;
+    if !repo::cancel_showtime(&mut conn, id).await? {
+        repo::find_showtime(&mut conn, id).await?.ok_or(NO_SHOWTIME)?;
+        return Ok(());
+    }
+    cache::invalidate(state).await;
+    tracing::info!(showtime.id = %id, "showtime cancelled");
+    Ok(())
+}
+
+// ---- reviews ----
+
+pub async fn list_reviews(state: &AppState, movie_id: Uuid, q: ReviewQuery) -> Result<Page<Review>, ApiError> {
+    let paging = Paging::try_from(q.paging())?;
+    let mut conn = state.db.acquire().await?;
+    repo::find_movie(&mut conn, movie_id).await?.ok_or(NO_MOVIE)?;
+    let (items, total) = repo::list_reviews(&mut conn, movie_id, paging).await?;
+    Ok(Page::new(items, paging, total))
+}
+
+/// Only a user with a confirmed booking of the movie may review it, once.
+pub async fn create_review(state: &AppState, movie_id: Uuid, user_id: Uuid, input: ReviewInput) -> Result<Review, ApiError> {
+    let mut errors = Errors::default();
+    if !(1..=5).contains(&input.rating) {
+        errors.push("rating", "must be 1 to 5");
+    }
+    let comment = errors.check(validate::text("comment", &input.comment, 0, 4000, true));
+    errors.finish()?;
+    let mut conn = state.db.acquire().await?;
+    repo::find_movie(&mut conn, movie_id).await?.ok_or(NO_MOVIE)?;
+    if !repo::has_confirmed_booking(&mut conn, user_id, movie_id).await? {
+        return Err(ApiError::Forbidden("only viewers with a confirmed booking of this movie may review it"));
+    }
+    repo::insert_review(&mut conn, movie_id, user_id, input.rating, &comment.unwrap_or_default())
+        .await
+        .map_err(on_constraint("reviews_movie_user_key", || {
+            ApiError::Conflict("you have already reviewed this movie".into())
+        }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_must_cover_exactly_the_screen_categories() {
+        let categories = vec!["premium".to_owned(), "standard".to_owned()];
+        let mut errors = Errors::default();
+        check_prices(&BTreeMap::from([("standard".into(), 1200), ("premium".into(), 1800)]), &categories, &mut errors);
+        assert!(errors.is_empty());
+
+        let mut errors = Errors::default();
+        check_prices(&BTreeMap::from([("standard".into(), -1), ("vip".into(), 10)]), &categories, &mut errors);
+        let Err(ApiError::Validation(fields)) = errors.finish() else { panic!("expected a validation error") };
+        let names: Vec<_> = fields.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(names, ["prices.premium", "prices.standard", "prices.vip"]);
+    }
+
+    #[test]
+    fn a_showtime_ends_after_the_movie() {
+        let start = DateTime::parse_from_rfc3339("2030-01-01T20:00:00Z").expect("valid").to_utc();
+        assert_eq!(ends_at(start, 135).to_rfc3339(), "2030-01-01T22:15:00+00:00");
+    }
+
+    #[test]
+    fn movie_input_is_normalised() {
+        let movie = NewMovie::try_from(MovieInput {
+            title: "  Alien ".into(),
+            description: String::new(),
+            genres: vec!["Horror".into(), "horror".into(), "Sci-Fi".into()],
+            duration_minutes: 117,
+            age_rating: None,
+            release_date: None,
+        })
+        .expect("valid");
+        assert_eq!(movie.title, "Alien");
+        assert_eq!(movie.genres, ["horror", "sci-fi"]);
+    }
+}

@@ -1,0 +1,375 @@
+//! Typed configuration from `SEATGATE_*` environment variables.
+//!
+//! Every setting has a default that works against the local services of DESIGN.md §8; a value
+//! that does not parse stops start-up with an error naming the variable. Tests build `Config`
+//! values directly and never touch the process environment.
+
+use std::env::VarError;
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// All settings of the API server and the workers.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub amqp: AmqpConfig,
+    pub auth: AuthConfig,
+    pub holds: HoldConfig,
+    pub workers: WorkerConfig,
+    pub log_format: LogFormat,
+}
+
+/// The HTTP listener.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// `SEATGATE_LISTEN`; port 0 picks a free port (tests).
+    pub listen: SocketAddr,
+    /// `SEATGATE_HTTP_WORKERS`: actix worker threads (default: one per core).
+    pub workers: usize,
+    /// `SEATGATE_BODY_LIMIT_BYTES`: larger JSON bodies get 413.
+    pub body_limit_bytes: usize,
+    /// `SEATGATE_SHUTDOWN_GRACE_MS`: how long `/health/ready` reports 503 before the listener
+    /// closes, so a load balancer stops sending traffic first.
+    pub shutdown_grace: Duration,
+    /// `SEATGATE_SHUTDOWN_TIMEOUT_SECS`: in-flight requests get this long to finish.
+    pub shutdown_timeout: Duration,
+}
+
+/// PostgreSQL, the source of truth.
+#[derive(Clone, Debug)]
+pub struct DatabaseConfig {
+    /// `SEATGATE_DATABASE_URL`; the database is created if it does not exist.
+    pub url: Secret,
+    /// `SEATGATE_DATABASE_MAX_CONNECTIONS`
+    pub max_connections: u32,
+    /// `SEATGATE_DATABASE_ACQUIRE_TIMEOUT_MS`: short, so readiness fails fast.
+    pub acquire_timeout: Duration,
+}
+
+/// Redis: seat holds, the sold-seat cache and the catalog cache.
+#[derive(Clone, Debug)]
+pub struct RedisConfig {
+    /// `SEATGATE_REDIS_URL`; a `/N` database index is honoured.
+    pub url: Secret,
+    /// `SEATGATE_REDIS_POOL_SIZE`
+    pub pool_size: usize,
+    /// `SEATGATE_REDIS_TIMEOUT_MS`: wait for a pooled connection or a reply at most this long.
+    pub timeout: Duration,
+    /// `SEATGATE_REDIS_KEY_PREFIX` (default `sg`): first part of every key, so several
+    /// deployments (or tests) can share one Redis.
+    pub key_prefix: String,
+}
+
+/// RabbitMQ.
+#[derive(Clone, Debug)]
+pub struct AmqpConfig {
+    /// `SEATGATE_AMQP_URL`; the vhost in the URL is honoured.
+    pub url: Secret,
+    /// `SEATGATE_AMQP_NAMESPACE`: appended to exchange and queue names (empty in production,
+    /// unique per test).
+    pub namespace: String,
+    /// `SEATGATE_AMQP_PREFETCH`: unacknowledged deliveries per consumer.
+    pub prefetch: u16,
+}
+
+/// Accounts and tokens.
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    /// `SEATGATE_JWT_SECRET`; random (with a warning) when unset.
+    pub jwt_secret: Secret,
+    /// True when the secret was generated because none was configured.
+    pub jwt_secret_generated: bool,
+    /// `SEATGATE_TOKEN_TTL_SECS`: lifetime of an access token.
+    pub token_ttl: Duration,
+    /// `SEATGATE_ADMIN_EMAIL` and `SEATGATE_ADMIN_PASSWORD`: the first admin, made at start-up.
+    pub admin: Option<AdminSeed>,
+}
+
+/// The admin account created (or promoted) at start-up.
+#[derive(Clone, Debug)]
+pub struct AdminSeed {
+    pub email: String,
+    pub password: Secret,
+}
+
+/// Seat holds.
+#[derive(Clone, Debug)]
+pub struct HoldConfig {
+    /// `SEATGATE_HOLD_TTL_SECS`
+    pub ttl: Duration,
+    /// `SEATGATE_HOLD_MAX_LIFETIME_SECS`: hard cap on a hold's life, extensions included.
+    pub max_lifetime: Duration,
+    /// `SEATGATE_MAX_SEATS_PER_USER`: seats one user may hold per showtime.
+    pub max_seats_per_user: u32,
+}
+
+/// Background work.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// `SEATGATE_SWEEP_INTERVAL_SECS`
+    pub sweep_interval: Duration,
+    /// `SEATGATE_PAYMENT_LATENCY_MS`: latency of the simulated payment gateway.
+    pub payment_latency: Duration,
+}
+
+/// `SEATGATE_LOG_FORMAT`
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = ParseEnumError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "pretty" => Ok(Self::Pretty),
+            "json" => Ok(Self::Json),
+            other => Err(ParseEnumError(format!("expected pretty or json, got {other:?}"))),
+        }
+    }
+}
+
+/// A value outside an enumerated set.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseEnumError(String);
+
+/// A secret string whose `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself; keep it out of logs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Where environment values come from: the process environment, or a map in tests.
+pub trait Env {
+    fn get(&self, key: &str) -> Result<String, VarError>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, key: &str) -> Result<String, VarError> {
+        std::env::var(key)
+    }
+}
+
+impl<const N: usize> Env for [(&str, &str); N] {
+    fn get(&self, key: &str) -> Result<String, VarError> {
+        self.iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| (*v).to_owned())
+            .ok_or(VarError::NotPresent)
+    }
+}
+
+/// Defaults of DESIGN.md §8.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/seatgate";
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_source(&ProcessEnv)
+    }
+
+    /// Reads any [`Env`]; every error names the variable at fault.
+    pub fn from_source(env: &dyn Env) -> anyhow::Result<Self> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let http = HttpConfig {
+            listen: var_or(env, "SEATGATE_LISTEN", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            workers: positive(env, "SEATGATE_HTTP_WORKERS", cores)?,
+            body_limit_bytes: positive(env, "SEATGATE_BODY_LIMIT_BYTES", 64 * 1024)?,
+            shutdown_grace: Duration::from_millis(var_or(env, "SEATGATE_SHUTDOWN_GRACE_MS", 0)?),
+            shutdown_timeout: Duration::from_secs(var_or(env, "SEATGATE_SHUTDOWN_TIMEOUT_SECS", 10)?),
+        };
+        let database = DatabaseConfig {
+            url: url_var(env, "SEATGATE_DATABASE_URL", DEFAULT_DATABASE_URL, &["postgres", "postgresql"])?,
+            max_connections: positive(env, "SEATGATE_DATABASE_MAX_CONNECTIONS", 20)?,
+            acquire_timeout: Duration::from_millis(positive(env, "SEATGATE_DATABASE_ACQUIRE_TIMEOUT_MS", 2000)?),
+        };
+        let redis = RedisConfig {
+            url: url_var(env, "SEATGATE_REDIS_URL", DEFAULT_REDIS_URL, &["redis", "rediss", "redis+unix", "unix"])?,
+            pool_size: positive(env, "SEATGATE_REDIS_POOL_SIZE", 32)?,
+            timeout: Duration::from_millis(positive(env, "SEATGATE_REDIS_TIMEOUT_MS", 2000)?),
+            key_prefix: key_prefix(env)?,
+        };
+        let amqp = AmqpConfig {
+            url: url_var(env, "SEATGATE_AMQP_URL", DEFAULT_AMQP_URL, &["amqp", "amqps"])?,
+            namespace: var_or(env, "SEATGATE_AMQP_NAMESPACE", String::new())?,
+            prefetch: positive(env, "SEATGATE_AMQP_PREFETCH", 16)?,
+        };
+        let (jwt_secret, jwt_secret_generated) = match env.get("SEATGATE_JWT_SECRET") {
+            Ok(s) if s.len() >= 32 => (Secret::new(s), false),
+            Ok(_) => bail!("invalid value for SEATGATE_JWT_SECRET: must be at least 32 characters"),
+            Err(VarError::NotPresent) => (Secret::new(random_secret()), true),
+            Err(e) => return Err(e).context("cannot read SEATGATE_JWT_SECRET"),
+        };
+        let admin = match (opt(env, "SEATGATE_ADMIN_EMAIL")?, opt(env, "SEATGATE_ADMIN_PASSWORD")?) {
+            (Some(email), Some(password)) => Some(AdminSeed { email, password: Secret::new(password) }),
+            (None, None) => None,
+            (Some(_), None) => bail!("SEATGATE_ADMIN_PASSWORD must be set when SEATGATE_ADMIN_EMAIL is"),
+            (None, Some(_)) => bail!("SEATGATE_ADMIN_EMAIL must be set when SEATGATE_ADMIN_PASSWORD is"),
+        };
+        let auth = AuthConfig {
+            jwt_secret,
+            jwt_secret_generated,
+            token_ttl: Duration::from_secs(positive(env, "SEATGATE_TOKEN_TTL_SECS", 3600)?),
+            admin,
+        };
+        let holds = HoldConfig {
+            ttl: Duration::from_secs(positive(env, "SEATGATE_HOLD_TTL_SECS", 300)?),
+            max_lifetime: Duration::from_secs(positive(env, "SEATGATE_HOLD_MAX_LIFETIME_SECS", 900)?),
+            max_seats_per_user: positive(env, "SEATGATE_MAX_SEATS_PER_USER", 10)?,
+        };
+        if holds.max_lifetime < holds.ttl {
+            bail!("invalid value for SEATGATE_HOLD_MAX_LIFETIME_SECS: must be at least SEATGATE_HOLD_TTL_SECS");
+        }
+        let workers = WorkerConfig {
+            sweep_interval: Duration::from_secs(positive(env, "SEATGATE_SWEEP_INTERVAL_SECS", 5)?),
+            payment_latency: Duration::from_millis(var_or(env, "SEATGATE_PAYMENT_LATENCY_MS", 50)?),
+        };
+        let log_format = var_or(env, "SEATGATE_LOG_FORMAT", LogFormat::Pretty)?;
+        Ok(Self { http, database, redis, amqp, auth, holds, workers, log_format })
+    }
+}
+
+fn opt(env: &dyn Env, key: &str) -> anyhow::Result<Option<String>> {
+    match env.get(key) {
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => Ok(Some(v)),
+        Err(VarError::NotPresent) => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {key}")),
+    }
+}
+
+/// The value of `key` parsed as `T`, or `default` when unset.
+fn var_or<T>(env: &dyn Env, key: &str, default: T) -> anyhow::Result<T>
+where
+    T: FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    match opt(env, key)? {
+        Some(raw) => raw.trim().parse().with_context(|| format!("invalid value for {key}: {raw:?}")),
+        None => Ok(default),
+    }
+}
+
+/// Like [`var_or`] for numbers that must be above zero.
+fn positive<T>(env: &dyn Env, key: &str, default: T) -> anyhow::Result<T>
+where
+    T: FromStr + PartialOrd + Default,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let value = var_or(env, key, default)?;
+    if value <= T::default() {
+        bail!("invalid value for {key}: must be greater than 0");
+    }
+    Ok(value)
+}
+
+fn url_var(env: &dyn Env, key: &str, default: &str, schemes: &[&str]) -> anyhow::Result<Secret> {
+    let url = opt(env, key)?.unwrap_or_else(|| default.to_owned());
+    let scheme = url.split_once("://").map(|(s, _)| s);
+    match scheme {
+        Some(s) if schemes.contains(&s) => Ok(Secret::new(url)),
+        _ => bail!("invalid value for {key}: expected a URL starting with {}://", schemes.join("://, ")),
+    }
+}
+
+fn key_prefix(env: &dyn Env) -> anyhow::Result<String> {
+    let prefix = var_or(env, "SEATGATE_REDIS_KEY_PREFIX", "sg".to_owned())?;
+    let ok = !prefix.is_empty()
+        && prefix.len() <= 64
+        && prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':'))
+        && !prefix.ends_with(':');
+    if !ok {
+        bail!("invalid value for SEATGATE_REDIS_KEY_PREFIX: use 1-64 of [A-Za-z0-9_-:], not ending in ':'");
+    }
+    Ok(prefix)
+}
+
+fn random_secret() -> String {
+    use rand::Rng;
+    let bytes: [u8; 32] = rand::rng().random();
+    hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_point_at_local_services() {
+        let config = Config::from_source(&[]).expect("defaults are valid");
+        assert_eq!(config.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.database.url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(config.holds.ttl, Duration::from_secs(300));
+        assert_eq!(config.holds.max_seats_per_user, 10);
+        assert_eq!(config.log_format, LogFormat::Pretty);
+        assert!(config.auth.jwt_secret_generated);
+        assert!(config.auth.admin.is_none());
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable() {
+        let err = Config::from_source(&[("SEATGATE_HOLD_TTL_SECS", "soon")]).expect_err("not a number");
+        assert!(format!("{err:#}").contains("SEATGATE_HOLD_TTL_SECS"), "{err:#}");
+
+        let err = Config::from_source(&[("SEATGATE_LOG_FORMAT", "xml")]).expect_err("unknown format");
+        assert!(format!("{err:#}").contains("SEATGATE_LOG_FORMAT"), "{err:#}");
+
+        let err = Config::from_source(&[("SEATGATE_LISTEN", "localhost")]).expect_err("no port");
+        assert!(format!("{err:#}").contains("SEATGATE_LISTEN"), "{err:#}");
+
+        let err = Config::from_source(&[("SEATGATE_REDIS_URL", "http://x")]).expect_err("wrong scheme");
+        assert!(format!("{err:#}").contains("SEATGATE_REDIS_URL"), "{err:#}");
+
+        let err = Config::from_source(&[("SEATGATE_HOLD_TTL_SECS", "0")]).expect_err("zero");
+        assert!(format!("{err:#}").contains("SEATGATE_HOLD_TTL_SECS"), "{err:#}");
+    }
+
+    #[test]
+    fn a_short_jwt_secret_is_refused() {
+        let err = Config::from_source(&[("SEATGATE_JWT_SECRET", "short")]).expect_err("too short");
+        assert!(format!("{err:#}").contains("SEATGATE_JWT_SECRET"));
+    }
+
+    #[test]
+    fn an_admin_needs_both_email_and_password() {
+        let err = Config::from_source(&[("SEATGATE_ADMIN_EMAIL", "a@b.c")]).expect_err("no password");
+        assert!(format!("{err:#}").contains("SEATGATE_ADMIN_PASSWORD"));
+        let ok = Config::from_source(&[("SEATGATE_ADMIN_EMAIL", "a@b.c"), ("SEATGATE_ADMIN_PASSWORD", "pw")])
+            .expect("both set");
+        assert_eq!(ok.auth.admin.expect("admin").email, "a@b.c");
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let config = Config::from_source(&[("SEATGATE_JWT_SECRET", "0123456789abcdef0123456789abcdef-x")])
+            .expect("valid");
+        assert!(!format!("{config:?}").contains("0123456789abcdef"));
+    }
+}

@@ -1,0 +1,95 @@
+//! One RabbitMQ connection per process, opened lazily and reopened after it drops.
+//!
+//! Callers ask for a channel each time they need one; a broker restart therefore costs the
+//! requests made while it is down (they see an error, the API answers 503), never a process
+//! restart.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use lapin::{Channel, Connection, ConnectionProperties};
+use tokio::sync::Mutex;
+
+use crate::config::AmqpConfig;
+
+/// How long to wait for the broker before giving up on one attempt.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A shared, self-healing AMQP connection with one channel.
+pub struct Amqp {
+    config: AmqpConfig,
+    live: Mutex<Option<Live>>,
+}
+
+struct Live {
+    connection: Connection,
+    channel: Channel,
+}
+
+impl std::fmt::Debug for Amqp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Amqp").field("namespace", &self.config.namespace).finish_non_exhaustive()
+    }
+}
+
+impl Amqp {
+    /// No connection is opened until first use.
+    pub fn new(config: AmqpConfig) -> Self {
+        Self { config, live: Mutex::new(None) }
+    }
+
+    /// Names are suffixed with the namespace (empty in production).
+    pub fn name(&self, base: &str) -> String {
+        if self.config.namespace.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}.{}", self.config.namespace)
+        }
+    }
+
+    /// The settings this client was made with.
+    pub fn config(&self) -> &AmqpConfig {
+        &self.config
+    }
+
+    /// A connected channel, reconnecting first if the last one dropped.
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
+        let mut live = self.live.lock().await;
+        if let Some(l) = live.as_ref() {
+            if l.connection.status().connected() && l.channel.status().connected() {
+                return Ok(l.channel.clone());
+            }
+            if l.connection.status().connected() {
+                let channel = l.connection.create_channel().await.context("cannot open an AMQP channel")?;
+                let connection = live.take().map(|l| l.connection).context("connection vanished")?;
+                *live = Some(Live { connection, channel: channel.clone() });
+                return Ok(channel);
+            }
+        }
+        let connection = self.connect().await?;
+        let channel = connection.create_channel().await.context("cannot open an AMQP channel")?;
+        *live = Some(Live { connection, channel: channel.clone() });
+        Ok(channel)
+    }
+
+    /// A new connection (workers use one per consumer loop).
+    pub async fn connect(&self) -> anyhow::Result<Connection> {
+        let props = ConnectionProperties::default().with_connection_name("seatgate".into());
+        tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(self.config.url.expose(), props))
+            .await
+            .context("timed out connecting to RabbitMQ")?
+            .context("cannot connect to RabbitMQ (SEATGATE_AMQP_URL)")
+    }
+
+    /// True when a channel can be had now (connecting if needed).
+    pub async fn is_ready(&self) -> bool {
+        self.channel().await.is_ok()
+    }
+
+    /// Closes the connection, if any (shutdown).
+    pub async fn close(&self) {
+        if let Some(l) = self.live.lock().await.take() {
+            let _ = l.connection.close(200, "shutting down".into()).await;
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! seatgate: a ticket-booking backend. Seats are held atomically in Redis, paid for
+//! asynchronously through RabbitMQ, and booked in PostgreSQL, the source of truth.
+//!
+//! This crate is the API server and the domain code the workers share; see DESIGN.md.
+
+pub mod auth;
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod infra;
+pub mod openapi;
+pub mod ops;
+pub mod paging;
+pub mod seed;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod validate;
+
+/// The schema, from `migrations/`, embedded at build time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

@@ -1,0 +1,85 @@
+//! The `seatgate` command: parses arguments and delegates to the library.
+
+use clap::{Parser, Subcommand};
+use seatgate::config::Config;
+use seatgate::startup::{self, Application};
+use seatgate::{auth, infra, seed, telemetry};
+
+#[derive(Parser)]
+#[command(name = "seatgate", version, about = "Ticket-booking backend: API server and admin tools")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API.
+    Serve,
+    /// Run the API and the background workers in one process (for a laptop).
+    AllInOne,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Load the demo catalog and demo accounts (idempotent).
+    SeedDemo,
+    /// Manage accounts.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an admin account, or promote an existing account to admin.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, env = "SEATGATE_ADMIN_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::from_env()?;
+    telemetry::init("seatgate", config.log_format);
+    match cli.command {
+        Command::Serve | Command::AllInOne => serve(config).await,
+        Command::Migrate => {
+            let db = infra::db::connect(&config.database).await?;
+            infra::db::migrate(&db).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::SeedDemo => {
+            let db = infra::db::connect(&config.database).await?;
+            infra::db::migrate(&db).await?;
+            let redis = infra::redis::pool(&config.redis)?;
+            let summary = seed::seed_demo(&db).await?;
+            seatgate::catalog::cache::invalidate(&seatgate::state::AppState::new(config, db, redis)).await;
+            tracing::info!(?summary, "demo data loaded");
+            Ok(())
+        }
+        Command::Admin { command: AdminCommand::Create { email, password } } => {
+            let db = infra::db::connect(&config.database).await?;
+            infra::db::migrate(&db).await?;
+            let outcome = auth::service::ensure_admin(&db, &email, &password).await?;
+            tracing::info!(?outcome, "admin account ready");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let grace = config.http.shutdown_grace;
+    let state = startup::connect(config).await?;
+    let stop = startup::shutdown_on_signal(Some(state.clone()), grace);
+    let app = Application::with_state(state.clone(), stop)?;
+    tracing::info!(port = app.port(), "seatgate API listening");
+    app.run_until_stopped().await?;
+    state.amqp.close().await;
+    tracing::info!("seatgate API stopped");
+    Ok(())
+}

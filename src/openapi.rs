@@ -1,0 +1,82 @@
+//! The OpenAPI document, generated from the handlers' annotations, served at `/openapi.json`
+//! with Swagger UI at `/docs`.
+
+use serde::Serialize;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::FieldError;
+
+/// An `application/problem+json` error (RFC 9457).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    #[schema(example = "about:blank")]
+    pub r#type: String,
+    #[schema(example = "Conflict")]
+    pub title: String,
+    #[schema(example = 409)]
+    pub status: u16,
+    #[schema(example = "some seats are not available")]
+    pub detail: String,
+    /// Stable machine-readable code: `validation_failed`, `unauthorized`, `forbidden`,
+    /// `not_found`, `conflict`, `seats_unavailable`, `hold_expired`, `rate_limited`,
+    /// `payload_too_large`, `bad_request`, `unsupported_media_type`, `service_unavailable`.
+    #[schema(example = "seats_unavailable")]
+    pub code: String,
+    /// With `validation_failed`: each field at fault.
+    pub errors: Option<Vec<FieldError>>,
+    /// With `seats_unavailable`: exactly the seats that could not be held.
+    pub unavailable_seat_ids: Option<Vec<uuid::Uuid>>,
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut http = Http::new(HttpAuthScheme::Bearer);
+        http.bearer_format = Some("JWT".to_owned());
+        components.add_security_scheme("bearer", SecurityScheme::Http(http));
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "seatgate", description = "Ticket-booking API: seat holds, checkout, bookings, catalog."),
+    modifiers(&BearerAuth),
+    paths(
+        crate::auth::routes::register,
+        crate::auth::routes::login,
+        crate::auth::routes::me,
+        crate::catalog::routes::list_movies,
+        crate::catalog::routes::create_movie,
+        crate::catalog::routes::get_movie,
+        crate::catalog::routes::update_movie,
+        crate::catalog::routes::delete_movie,
+        crate::catalog::routes::list_reviews,
+        crate::catalog::routes::create_review,
+        crate::catalog::routes::list_theaters,
+        crate::catalog::routes::create_theater,
+        crate::catalog::routes::get_theater,
+        crate::catalog::routes::update_theater,
+        crate::catalog::routes::delete_theater,
+        crate::catalog::routes::list_screens,
+        crate::catalog::routes::create_screen,
+        crate::catalog::routes::get_screen,
+        crate::catalog::routes::delete_screen,
+        crate::catalog::routes::list_showtimes,
+        crate::catalog::routes::create_showtime,
+        crate::catalog::routes::get_showtime,
+        crate::catalog::routes::update_showtime,
+        crate::catalog::routes::cancel_showtime,
+        crate::ops::live,
+        crate::ops::ready,
+    ),
+    components(schemas(Problem)),
+    tags(
+        (name = "auth", description = "Accounts and tokens"),
+        (name = "catalog", description = "Movies, theaters, screens, showtimes, reviews"),
+        (name = "operations", description = "Health and metrics"),
+    )
+)]
+pub struct ApiDoc;

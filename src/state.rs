@@ -1,0 +1,50 @@
+//! The shared state of every request handler, built once per process outside
+//! `HttpServer::new` and registered once as `web::Data`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sqlx::PgPool;
+
+use crate::auth::jwt::JwtKeys;
+use crate::config::Config;
+use crate::infra::amqp::Amqp;
+use crate::infra::redis::Keys;
+
+/// Cheap to clone: everything inside is a handle.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub redis: deadpool_redis::Pool,
+    pub keys: Keys,
+    pub amqp: Arc<Amqp>,
+    pub jwt: Arc<JwtKeys>,
+    pub config: Arc<Config>,
+    draining: Arc<AtomicBool>,
+}
+
+impl AppState {
+    /// Builds the state from connected pools (no I/O here).
+    pub fn new(config: Config, db: PgPool, redis: deadpool_redis::Pool) -> Self {
+        let keys = Keys::new(config.redis.key_prefix.clone());
+        let amqp = Arc::new(Amqp::new(config.amqp.clone()));
+        let jwt = Arc::new(JwtKeys::new(&config.auth));
+        Self { db, redis, keys, amqp, jwt, config: Arc::new(config), draining: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// From now on `/health/ready` answers 503 so load balancers stop routing here.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// True once shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("keys", &self.keys).finish_non_exhaustive()
+    }
+}
