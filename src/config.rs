@@ -177,10 +177,7 @@ impl Env for ProcessEnv {
 
 impl<const N: usize> Env for [(&str, &str); N] {
     fn get(&self, key: &str) -> Result<String, VarError> {
-        self.iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| (*v).to_owned())
-            .ok_or(VarError::NotPresent)
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| (*v).to_owned()).ok_or(VarError::NotPresent)
     }
 }
 
@@ -368,8 +365,8 @@ mod tests {
 
     #[test]
     fn secrets_do_not_show_in_debug_output() {
-        let config = Config::from_source(&[("SEATGATE_JWT_SECRET", "0123456789abcdef0123456789abcdef-x")])
-            .expect("valid");
+        let config =
+            Config::from_source(&[("SEATGATE_JWT_SECRET", "0123456789abcdef0123456789abcdef-x")]).expect("valid");
         assert!(!format!("{config:?}").contains("0123456789abcdef"));
     }
 }

@@ -168,9 +168,7 @@ pub fn on_constraint(name: &str, f: impl FnOnce() -> ApiError) -> impl FnOnce(sq
 
 /// The JSON extractor's settings: size limit and problem+json errors.
 pub fn json_config(limit: usize) -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(limit)
-        .error_handler(move |err, _req| json_error(err, limit).into())
+    web::JsonConfig::default().limit(limit).error_handler(move |err, _req| json_error(err, limit).into())
 }
 
 fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {

@@ -87,9 +87,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 /// Prometheus text format.
 #[get("/metrics")]
 pub async fn prometheus_metrics() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(metrics_handle().render())
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(metrics_handle().render())
 }
 
 /// Middleware: counts requests and records their latency by route pattern and status.

@@ -28,10 +28,34 @@ pub struct SeedSummary {
 }
 
 const MOVIES: [(u128, &str, &str, i32, &[&str]); 4] = [
-    (0x5ea7_0000_0000_7000_8000_0000_0000_0101, "The Last Projectionist", "A night-shift projectionist keeps a closing cinema alive for one more week.", 112, &["drama"]),
-    (0x5ea7_0000_0000_7000_8000_0000_0000_0102, "Orbit of Glass", "Two engineers race to repair a failing station before the sun comes up.", 128, &["sci-fi", "thriller"]),
-    (0x5ea7_0000_0000_7000_8000_0000_0000_0103, "Paper Lanterns", "A family reunion goes sideways during the lantern festival.", 97, &["comedy", "family"]),
-    (0x5ea7_0000_0000_7000_8000_0000_0000_0104, "Midnight Ledger", "An auditor finds one number that should not be there.", 121, &["crime", "thriller"]),
+    (
+        0x5ea7_0000_0000_7000_8000_0000_0000_0101,
+        "The Last Projectionist",
+        "A night-shift projectionist keeps a closing cinema alive for one more week.",
+        112,
+        &["drama"],
+    ),
+    (
+        0x5ea7_0000_0000_7000_8000_0000_0000_0102,
+        "Orbit of Glass",
+        "Two engineers race to repair a failing station before the sun comes up.",
+        128,
+        &["sci-fi", "thriller"],
+    ),
+    (
+        0x5ea7_0000_0000_7000_8000_0000_0000_0103,
+        "Paper Lanterns",
+        "A family reunion goes sideways during the lantern festival.",
+        97,
+        &["comedy", "family"],
+    ),
+    (
+        0x5ea7_0000_0000_7000_8000_0000_0000_0104,
+        "Midnight Ledger",
+        "An auditor finds one number that should not be there.",
+        121,
+        &["crime", "thriller"],
+    ),
 ];
 
 const THEATERS: [(u128, &str, &str, &str); 2] = [
@@ -98,15 +122,14 @@ pub async fn seed_demo(db: &PgPool) -> anyhow::Result<SeedSummary> {
     }
     let seats = layout::generate(&demo_rows()).map_err(|e| anyhow::anyhow!("demo layout: {e:?}"))?;
     for (theater, id, name) in SCREENS {
-        let added = sqlx::query(
-            "insert into screens (id, theater_id, name) values ($1, $2, $3) on conflict (id) do nothing",
-        )
-        .bind(Uuid::from_u128(id))
-        .bind(Uuid::from_u128(THEATERS[theater].0))
-        .bind(name)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let added =
+            sqlx::query("insert into screens (id, theater_id, name) values ($1, $2, $3) on conflict (id) do nothing")
+                .bind(Uuid::from_u128(id))
+                .bind(Uuid::from_u128(THEATERS[theater].0))
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         if added == 1 {
             repo::insert_seats(&mut tx, Uuid::from_u128(id), &seats).await?;
             summary.screens += 1;

@@ -35,6 +35,8 @@ impl Application {
     /// Binds the listener for already built state (tests use port 0).
     pub fn with_state(state: AppState, stop: CancellationToken) -> anyhow::Result<Self> {
         let http = state.config.http.clone();
+        // Install the recorder before the first request so nothing counted is lost.
+        ops::metrics_handle();
         let listener = TcpListener::bind(http.listen)?;
         let port = listener.local_addr()?.port();
         let data = web::Data::new(state.clone());

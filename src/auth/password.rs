@@ -15,17 +15,13 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
 });
 
 fn hash_blocking(password: &str) -> anyhow::Result<String> {
-    let hash = Argon2::default()
-        .hash_password(password.as_bytes())
-        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+    let hash = Argon2::default().hash_password(password.as_bytes()).map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
     Ok(hash.to_string())
 }
 
 /// An argon2id PHC string for `password`, with a fresh random salt.
 pub async fn hash(password: String) -> anyhow::Result<String> {
-    tokio::task::spawn_blocking(move || hash_blocking(&password))
-        .await
-        .context("password hashing task failed")?
+    tokio::task::spawn_blocking(move || hash_blocking(&password)).await.context("password hashing task failed")?
 }
 
 /// True when `password` matches `hash`. With no hash (unknown user) a dummy hash is checked

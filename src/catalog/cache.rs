@@ -64,7 +64,11 @@ where
 pub async fn invalidate(state: &AppState) {
     let result: anyhow::Result<i64> = async {
         let mut conn = state.redis.get().await?;
-        Ok(conn.incr(state.keys.catalog_generation(), 1).await?)
+        let key = state.keys.catalog_generation();
+        // The counter expires after a day without writes; every entry it keyed is gone by then.
+        let (generation, _): (i64, bool) =
+            deadpool_redis::redis::pipe().incr(&key, 1).expire(&key, 86_400).query_async(&mut conn).await?;
+        Ok(generation)
     }
     .await;
     if let Err(e) = result {

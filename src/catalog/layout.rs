@@ -48,8 +48,8 @@ pub fn generate(rows: &[RowSpec]) -> Result<Vec<SeatSpec>, Vec<FieldError>> {
     let mut seats = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         let label = row.label.trim().to_owned();
-        let label_ok = (1..=4).contains(&label.len())
-            && label.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        let label_ok =
+            (1..=4).contains(&label.len()) && label.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
         if !label_ok {
             errors.push(format!("rows[{i}].label"), "must be 1 to 4 of A-Z and 0-9");
         } else if !labels.insert(label.clone()) {

@@ -215,10 +215,12 @@ pub async fn find_screen(conn: &mut PgConnection, id: Uuid) -> Result<Option<Scr
 
 #[tracing::instrument(skip_all, fields(theater.id = %theater_id))]
 pub async fn list_screens(conn: &mut PgConnection, theater_id: Uuid) -> Result<Vec<Screen>, sqlx::Error> {
-    sqlx::query_as::<_, Screen>(AssertSqlSafe(format!("{SCREEN_SELECT} where sc.theater_id = $1 order by sc.name, sc.id")))
-        .bind(theater_id)
-        .fetch_all(conn)
-        .await
+    sqlx::query_as::<_, Screen>(AssertSqlSafe(format!(
+        "{SCREEN_SELECT} where sc.theater_id = $1 order by sc.name, sc.id"
+    )))
+    .bind(theater_id)
+    .fetch_all(conn)
+    .await
 }
 
 /// Seats of a screen in display order (row, then number).
@@ -385,7 +387,11 @@ pub async fn list_showtimes(
 
 /// True when the user has a confirmed booking of some showtime of the movie.
 #[tracing::instrument(skip_all, fields(user.id = %user_id, movie.id = %movie_id))]
-pub async fn has_confirmed_booking(conn: &mut PgConnection, user_id: Uuid, movie_id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn has_confirmed_booking(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    movie_id: Uuid,
+) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         r#"select exists (select 1 from bookings b join showtimes s on s.id = b.showtime_id
                            where b.user_id = $1 and s.movie_id = $2 and b.status = 'confirmed')"#,

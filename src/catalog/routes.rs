@@ -34,7 +34,11 @@ pub async fn list_movies(state: web::Data<AppState>, q: web::Query<MovieQuery>) 
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 #[post("/api/v1/movies")]
-pub async fn create_movie(state: web::Data<AppState>, _admin: AdminUser, body: Json<MovieInput>) -> ApiResult<HttpResponse> {
+pub async fn create_movie(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    body: Json<MovieInput>,
+) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Created().json(service::create_movie(&state, body.into_inner()).await?))
 }
 
@@ -57,7 +61,12 @@ pub async fn get_movie(state: web::Data<AppState>, id: Id) -> ApiResult<Json<Mov
         (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 #[patch("/api/v1/movies/{id}")]
-pub async fn update_movie(state: web::Data<AppState>, _admin: AdminUser, id: Id, body: Json<MoviePatch>) -> ApiResult<Json<Movie>> {
+pub async fn update_movie(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    id: Id,
+    body: Json<MoviePatch>,
+) -> ApiResult<Json<Movie>> {
     Ok(Json(service::update_movie(&state, *id, body.into_inner()).await?))
 }
 
@@ -93,7 +102,11 @@ pub async fn list_theaters(state: web::Data<AppState>, q: web::Query<TheaterQuer
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 #[post("/api/v1/theaters")]
-pub async fn create_theater(state: web::Data<AppState>, _admin: AdminUser, body: Json<TheaterInput>) -> ApiResult<HttpResponse> {
+pub async fn create_theater(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    body: Json<TheaterInput>,
+) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Created().json(service::create_theater(&state, body.into_inner()).await?))
 }
 
@@ -116,7 +129,12 @@ pub async fn get_theater(state: web::Data<AppState>, id: Id) -> ApiResult<Json<T
         (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 #[patch("/api/v1/theaters/{id}")]
-pub async fn update_theater(state: web::Data<AppState>, _admin: AdminUser, id: Id, body: Json<TheaterPatch>) -> ApiResult<Json<Theater>> {
+pub async fn update_theater(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    id: Id,
+    body: Json<TheaterPatch>,
+) -> ApiResult<Json<Theater>> {
     Ok(Json(service::update_theater(&state, *id, body.into_inner()).await?))
 }
 
@@ -155,7 +173,12 @@ pub async fn list_screens(state: web::Data<AppState>, id: Id) -> ApiResult<Json<
         (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 #[post("/api/v1/theaters/{id}/screens")]
-pub async fn create_screen(state: web::Data<AppState>, _admin: AdminUser, id: Id, body: Json<ScreenInput>) -> ApiResult<HttpResponse> {
+pub async fn create_screen(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    id: Id,
+    body: Json<ScreenInput>,
+) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Created().json(service::create_screen(&state, *id, body.into_inner()).await?))
 }
 
@@ -190,7 +213,10 @@ pub async fn delete_screen(state: web::Data<AppState>, _admin: AdminUser, id: Id
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 #[get("/api/v1/showtimes")]
-pub async fn list_showtimes(state: web::Data<AppState>, q: web::Query<ShowtimeQuery>) -> ApiResult<Json<Page<Showtime>>> {
+pub async fn list_showtimes(
+    state: web::Data<AppState>,
+    q: web::Query<ShowtimeQuery>,
+) -> ApiResult<Json<Page<Showtime>>> {
     Ok(Json(service::list_showtimes(&state, q.into_inner()).await?))
 }
 
@@ -202,7 +228,11 @@ pub async fn list_showtimes(state: web::Data<AppState>, q: web::Query<ShowtimeQu
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 #[post("/api/v1/showtimes")]
-pub async fn create_showtime(state: web::Data<AppState>, _admin: AdminUser, body: Json<ShowtimeInput>) -> ApiResult<HttpResponse> {
+pub async fn create_showtime(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    body: Json<ShowtimeInput>,
+) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Created().json(service::create_showtime(&state, body.into_inner()).await?))
 }
 
@@ -226,7 +256,12 @@ pub async fn get_showtime(state: web::Data<AppState>, id: Id) -> ApiResult<Json<
         (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 #[patch("/api/v1/showtimes/{id}")]
-pub async fn update_showtime(state: web::Data<AppState>, _admin: AdminUser, id: Id, body: Json<ShowtimePatch>) -> ApiResult<Json<Showtime>> {
+pub async fn update_showtime(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    id: Id,
+    body: Json<ShowtimePatch>,
+) -> ApiResult<Json<Showtime>> {
     Ok(Json(service::update_showtime(&state, *id, body.into_inner()).await?))
 }
 
@@ -250,7 +285,11 @@ pub async fn cancel_showtime(state: web::Data<AppState>, _admin: AdminUser, id: 
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 #[get("/api/v1/movies/{id}/reviews")]
-pub async fn list_reviews(state: web::Data<AppState>, id: Id, q: web::Query<ReviewQuery>) -> ApiResult<Json<Page<Review>>> {
+pub async fn list_reviews(
+    state: web::Data<AppState>,
+    id: Id,
+    q: web::Query<ReviewQuery>,
+) -> ApiResult<Json<Page<Review>>> {
     Ok(Json(service::list_reviews(&state, *id, q.into_inner()).await?))
 }
 
@@ -265,7 +304,12 @@ pub async fn list_reviews(state: web::Data<AppState>, id: Id, q: web::Query<Revi
         (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 #[post("/api/v1/movies/{id}/reviews")]
-pub async fn create_review(state: web::Data<AppState>, user: AuthUser, id: Id, body: Json<ReviewInput>) -> ApiResult<HttpResponse> {
+pub async fn create_review(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: Id,
+    body: Json<ReviewInput>,
+) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Created().json(service::create_review(&state, *id, user.id, body.into_inner()).await?))
 }
 

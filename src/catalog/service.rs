@@ -259,7 +259,11 @@ pub async fn list_screens(state: &AppState, theater_id: Uuid) -> Result<Vec<Scre
     Ok(repo::list_screens(&mut conn, theater_id).await?)
 }
 
-pub async fn create_screen(state: &AppState, theater_id: Uuid, input: ScreenInput) -> Result<ScreenWithSeats, ApiError> {
+pub async fn create_screen(
+    state: &AppState,
+    theater_id: Uuid,
+    input: ScreenInput,
+) -> Result<ScreenWithSeats, ApiError> {
     let mut errors = Errors::default();
     let name = errors.check(validate::text("name", &input.name, 1, 100, false));
     let seats = match layout::generate(&input.rows) {
@@ -376,9 +380,8 @@ pub async fn create_showtime(state: &AppState, input: ShowtimeInput) -> Result<S
         prices: input.prices,
         currency: input.currency,
     };
-    let id = repo::insert_showtime(&mut conn, &showtime)
-        .await
-        .map_err(on_constraint("showtimes_no_overlap", overlap))?;
+    let id =
+        repo::insert_showtime(&mut conn, &showtime).await.map_err(on_constraint("showtimes_no_overlap", overlap))?;
     cache::invalidate(state).await;
     tracing::info!(showtime.id = %id, "showtime created");
     repo::find_showtime(&mut conn, id).await?.ok_or(NO_SHOWTIME)
@@ -443,7 +446,12 @@ pub async fn list_reviews(state: &AppState, movie_id: Uuid, q: ReviewQuery) -> R
 }
 
 /// Only a user with a confirmed booking of the movie may review it, once.
-pub async fn create_review(state: &AppState, movie_id: Uuid, user_id: Uuid, input: ReviewInput) -> Result<Review, ApiError> {
+pub async fn create_review(
+    state: &AppState,
+    movie_id: Uuid,
+    user_id: Uuid,
+    input: ReviewInput,
+) -> Result<Review, ApiError> {
     let mut errors = Errors::default();
     if !(1..=5).contains(&input.rating) {
         errors.push("rating", "must be 1 to 5");
@@ -455,11 +463,9 @@ pub async fn create_review(state: &AppState, movie_id: Uuid, user_id: Uuid, inpu
     if !repo::has_confirmed_booking(&mut conn, user_id, movie_id).await? {
         return Err(ApiError::Forbidden("only viewers with a confirmed booking of this movie may review it"));
     }
-    repo::insert_review(&mut conn, movie_id, user_id, input.rating, &comment.unwrap_or_default())
-        .await
-        .map_err(on_constraint("reviews_movie_user_key", || {
-            ApiError::Conflict("you have already reviewed this movie".into())
-        }))
+    repo::insert_review(&mut conn, movie_id, user_id, input.rating, &comment.unwrap_or_default()).await.map_err(
+        on_constraint("reviews_movie_user_key", || ApiError::Conflict("you have already reviewed this movie".into())),
+    )
 }
 
 #[cfg(test)]

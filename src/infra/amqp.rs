@@ -40,11 +40,7 @@ impl Amqp {
 
     /// Names are suffixed with the namespace (empty in production).
     pub fn name(&self, base: &str) -> String {
-        if self.config.namespace.is_empty() {
-            base.to_owned()
-        } else {
-            format!("{base}.{}", self.config.namespace)
-        }
+        if self.config.namespace.is_empty() { base.to_owned() } else { format!("{base}.{}", self.config.namespace) }
     }
 
     /// The settings this client was made with.

@@ -13,9 +13,7 @@ use crate::config::DatabaseConfig;
 /// Connects, creating the database first if it does not exist.
 pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<PgPool> {
     let url = config.url.expose();
-    let exists = Postgres::database_exists(url)
-        .await
-        .context("cannot reach PostgreSQL (SEATGATE_DATABASE_URL)")?;
+    let exists = Postgres::database_exists(url).await.context("cannot reach PostgreSQL (SEATGATE_DATABASE_URL)")?;
     if !exists {
         tracing::info!("database does not exist yet, creating it");
         if let Err(e) = Postgres::create_database(url).await {
@@ -26,14 +24,12 @@ pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<PgPool> {
         }
     }
     let options = PgConnectOptions::from_str(url).context("invalid SEATGATE_DATABASE_URL")?;
-    Ok(pool_options(config).connect_with(options).await.context("cannot connect to PostgreSQL")?)
+    pool_options(config).connect_with(options).await.context("cannot connect to PostgreSQL")
 }
 
 /// Pool settings shared by the server and the tests.
 pub fn pool_options(config: &DatabaseConfig) -> PgPoolOptions {
-    PgPoolOptions::new()
-        .max_connections(config.max_connections)
-        .acquire_timeout(config.acquire_timeout)
+    PgPoolOptions::new().max_connections(config.max_connections).acquire_timeout(config.acquire_timeout)
 }
 
 /// Applies every pending migration. Safe to run from several processes at once (sqlx takes an

@@ -15,11 +15,7 @@ pub fn pool(config: &RedisConfig) -> anyhow::Result<Pool> {
     let mut cfg = PoolConfig::from_url(config.url.expose());
     cfg.pool = Some(PoolSize {
         max_size: config.pool_size,
-        timeouts: Timeouts {
-            wait: Some(config.timeout),
-            create: Some(config.timeout),
-            recycle: Some(config.timeout),
-        },
+        timeouts: Timeouts { wait: Some(config.timeout), create: Some(config.timeout), recycle: Some(config.timeout) },
         ..PoolSize::default()
     });
     cfg.create_pool(Some(Runtime::Tokio1)).context("invalid SEATGATE_REDIS_URL")

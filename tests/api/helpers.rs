@@ -1,0 +1,253 @@
+//! `TestApp`: a seatgate API on a random port against the test's own database, Redis prefix
+//! and AMQP namespace, plus a client with helpers that read like the tests they serve.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use seatgate::config::{AdminSeed, Config, Secret};
+use seatgate::startup::Application;
+use seatgate::state::AppState;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// The JWT secret of every test app (tests forge tokens with it).
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+pub const ADMIN_EMAIL: &str = "admin@seatgate.test";
+pub const ADMIN_PASSWORD: &str = "admin-password";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub admin_token: String,
+    stop: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// A config for one test: port 0, its own Redis prefix and AMQP namespace.
+pub fn test_config() -> Config {
+    let mut config = Config::from_source(&[("SEATGATE_JWT_SECRET", JWT_SECRET)]).expect("test config is valid");
+    config.http.listen = "127.0.0.1:0".parse().expect("valid address");
+    config.http.workers = 2;
+    config.http.shutdown_timeout = Duration::from_secs(1);
+    let id = Uuid::new_v4().simple().to_string();
+    config.redis.key_prefix = format!("t{id}");
+    config.amqp.namespace = format!("t{id}");
+    config.auth.admin = Some(AdminSeed { email: ADMIN_EMAIL.into(), password: Secret::new(ADMIN_PASSWORD) });
+    config
+}
+
+impl TestApp {
+    pub async fn spawn(db: PgPool) -> Self {
+        Self::spawn_with(db, test_config()).await
+    }
+
+    pub async fn spawn_with(db: PgPool, config: Config) -> Self {
+        seatgate::telemetry::init_for_tests();
+        let redis = seatgate::infra::redis::pool(&config.redis).expect("redis pool");
+        let state = AppState::new(config, db, redis);
+        let admin = state.config.auth.admin.clone().expect("test config has an admin");
+        seatgate::auth::service::ensure_admin(&state.db, &admin.email, admin.password.expose())
+            .await
+            .expect("admin created");
+        let stop = CancellationToken::new();
+        let app = Application::with_state(state.clone(), stop.clone()).expect("app binds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        let mut app = Self { address, client, state, admin_token: String::new(), stop };
+        let login = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        app.admin_token = login.json::<Value>().await["access_token"].as_str().expect("admin token").to_owned();
+        app
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Any request; `token` becomes a bearer header, `body` JSON.
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> Res {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        Res(req.send().await.expect("request sent"))
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Res {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Res {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: &Value) -> Res {
+        self.call(Method::PATCH, path, token, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Res {
+        self.call(Method::DELETE, path, token, None).await
+    }
+
+    pub async fn admin_post(&self, path: &str, body: &Value) -> Res {
+        self.post(path, Some(&self.admin_token.clone()), body).await
+    }
+
+    pub async fn register(&self, email: &str, password: &str, name: &str) -> Res {
+        self.post("/api/v1/auth/register", None, &json!({"email": email, "password": password, "name": name})).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Res {
+        self.post("/api/v1/auth/login", None, &json!({"email": email, "password": password})).await
+    }
+
+    /// A new registered user.
+    pub async fn new_user(&self) -> TestUser {
+        let email = format!("u{}@example.com", Uuid::new_v4().simple());
+        let body = self.register(&email, "user-password", "Test User").await.json_status(201).await;
+        TestUser {
+            id: body["user"]["id"].as_str().expect("user id").parse().expect("uuid"),
+            token: body["access_token"].as_str().expect("token").to_owned(),
+        }
+    }
+
+    pub async fn create_movie(&self, title: &str, duration: i32) -> Value {
+        self.admin_post("/api/v1/movies", &json!({"title": title, "duration_minutes": duration, "genres": ["drama"]}))
+            .await
+            .json_status(201)
+            .await
+    }
+
+    pub async fn create_theater(&self, name: &str, city: &str) -> Value {
+        self.admin_post("/api/v1/theaters", &json!({"name": name, "city": city, "address": "Main St 1"}))
+            .await
+            .json_status(201)
+            .await
+    }
+
+    /// A screen of the given rows, e.g. `[("A", 4, "standard")]`.
+    pub async fn create_screen(&self, theater_id: &str, rows: &[(&str, u32, &str)]) -> Value {
+        let rows: Vec<Value> = rows
+            .iter()
+            .map(|(label, seats, category)| json!({"label": label, "seats": seats, "category": category}))
+            .collect();
+        self.admin_post(
+            &format!("/api/v1/theaters/{theater_id}/screens"),
+            &json!({"name": format!("Screen {}", Uuid::new_v4().simple()), "rows": rows}),
+        )
+        .await
+        .json_status(201)
+        .await
+    }
+
+    /// Movie, theater, screen and a showtime starting in `hours_ahead` hours.
+    pub async fn seed_showtime(&self, rows: &[(&str, u32, &str)], hours_ahead: i64) -> Value {
+        let movie = self.create_movie("Seeded Movie", 120).await;
+        let theater = self.create_theater("Seeded Theater", "Berlin").await;
+        let screen = self.create_screen(theater["id"].as_str().expect("id"), rows).await;
+        let mut prices = serde_json::Map::new();
+        for (_, _, category) in rows {
+            prices.insert((*category).to_owned(), json!(1000));
+        }
+        self.admin_post(
+            "/api/v1/showtimes",
+            &json!({
+                "movie_id": movie["id"],
+                "screen_id": screen["id"],
+                "starts_at": in_hours(hours_ahead),
+                "prices": prices,
+                "currency": "EUR",
+            }),
+        )
+        .await
+        .json_status(201)
+        .await
+    }
+}
+
+/// RFC 3339 time `hours` from now, on a whole minute.
+pub fn in_hours(hours: i64) -> String {
+    let t = chrono::Utc::now() + chrono::Duration::hours(hours);
+    t.format("%Y-%m-%dT%H:%M:00Z").to_string()
+}
+
+pub struct TestUser {
+    pub id: Uuid,
+    pub token: String,
+}
+
+/// A response with assertions.
+pub struct Res(pub reqwest::Response);
+
+/// A problem+json body.
+#[derive(Debug, Deserialize)]
+pub struct Problem {
+    pub status: u16,
+    pub code: String,
+    pub detail: String,
+    pub title: String,
+    #[serde(default)]
+    pub errors: Vec<FieldError>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl Res {
+    pub fn status(&self) -> StatusCode {
+        self.0.status()
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.0.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    }
+
+    pub fn assert_status(&self, expected: u16) {
+        assert_eq!(self.status().as_u16(), expected, "unexpected status");
+    }
+
+    pub async fn json<T: serde::de::DeserializeOwned>(self) -> T {
+        self.0.json().await.expect("JSON body")
+    }
+
+    /// Asserts the status and returns the JSON body.
+    pub async fn json_status(self, expected: u16) -> Value {
+        let status = self.status().as_u16();
+        let body = self.0.text().await.expect("body");
+        assert_eq!(status, expected, "unexpected status, body: {body}");
+        serde_json::from_str(&body).unwrap_or(Value::Null)
+    }
+
+    /// Asserts an `application/problem+json` answer with this status.
+    pub async fn problem(self, expected: u16) -> Problem {
+        let status = self.status().as_u16();
+        let content_type = self.header("content-type").unwrap_or_default();
+        let body = self.0.text().await.expect("body");
+        assert_eq!(status, expected, "unexpected status, body: {body}");
+        assert_eq!(content_type, "application/problem+json", "body: {body}");
+        let problem: Problem = serde_json::from_str(&body).expect("problem body");
+        assert_eq!(problem.status, expected);
+        assert!(!problem.title.is_empty() && !problem.detail.is_empty(), "body: {body}");
+        assert!(problem.errors.iter().all(|e| !e.message.is_empty()), "body: {body}");
+        problem
+    }
+}

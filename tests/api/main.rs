@@ -1,0 +1,9 @@
+//! Integration tests of the seatgate API against real PostgreSQL, Redis and RabbitMQ.
+//! One binary; one file per capability; a fresh database per test (`#[sqlx::test]`), a Redis
+//! key prefix and AMQP namespace per test, so every test can run in parallel with the others.
+
+mod auth;
+mod catalog;
+mod helpers;
+mod ops;
+mod problems;

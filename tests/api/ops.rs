@@ -1,0 +1,88 @@
+//! Health, readiness, metrics, OpenAPI and request ids.
+
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::helpers::{TestApp, test_config};
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn liveness_is_200(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.get("/health/live", None).await.json_status(200).await;
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn readiness_is_200_when_every_service_is_up(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let body = app.get("/health/ready", None).await.json_status(200).await;
+    for service in ["postgres", "redis", "rabbitmq"] {
+        assert_eq!(body["checks"][service]["status"], "up", "{service}: {body}");
+    }
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn readiness_is_503_naming_the_service_that_is_down(db: PgPool) {
+    // Arrange: Redis and RabbitMQ pointed at a port nobody listens on.
+    let mut config = test_config();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    config.redis.url = seatgate::config::Secret::new(format!("redis://127.0.0.1:{closed}"));
+    config.redis.timeout = std::time::Duration::from_millis(300);
+    config.amqp.url = seatgate::config::Secret::new(format!("amqp://guest:guest@127.0.0.1:{closed}/%2f"));
+    let app = TestApp::spawn_with(db, config).await;
+    // Act
+    let body = app.get("/health/ready", None).await.json_status(503).await;
+    // Assert
+    assert_eq!(body["checks"]["postgres"]["status"], "up");
+    assert_eq!(body["checks"]["redis"]["status"], "down");
+    assert_eq!(body["checks"]["rabbitmq"]["status"], "down");
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn readiness_is_503_while_draining(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.state.start_draining();
+    let body = app.get("/health/ready", None).await.json_status(503).await;
+    assert_eq!(body["status"], "draining");
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn catalog_reads_still_work_when_redis_is_down(db: PgPool) {
+    let mut config = test_config();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    config.redis.url = seatgate::config::Secret::new(format!("redis://127.0.0.1:{closed}"));
+    config.redis.timeout = std::time::Duration::from_millis(300);
+    let app = TestApp::spawn_with(db, config).await;
+    app.create_movie("Cache-less", 90).await;
+    let page = app.get("/api/v1/movies", None).await.json_status(200).await;
+    assert_eq!(page["total"], 1);
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn metrics_are_prometheus_text_with_request_counts(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.get("/api/v1/movies", None).await.assert_status(200);
+    let res = app.get("/metrics", None).await;
+    assert!(res.header("content-type").unwrap_or_default().starts_with("text/plain"));
+    let text = res.0.text().await.expect("body");
+    assert!(text.contains("seatgate_http_requests_total"), "{text}");
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn the_openapi_document_lists_the_api(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let doc: Value = app.get("/openapi.json", None).await.json_status(200).await;
+    for path in ["/api/v1/auth/register", "/api/v1/movies/{id}", "/api/v1/showtimes", "/api/v1/theaters/{id}/screens"] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing");
+    }
+    let docs = app.get("/docs/", None).await;
+    docs.assert_status(200);
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_request_id_is_echoed_or_generated(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let res = app.client.get(app.url("/health/live")).header("x-request-id", "abc-123").send().await.expect("sent");
+    assert_eq!(res.headers()["x-request-id"], "abc-123");
+    let res = app.get("/health/live", None).await;
+    assert!(res.header("x-request-id").is_some_and(|id| id.len() >= 16));
+}
