@@ -7,6 +7,7 @@ pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod holds;
 pub mod infra;
 pub mod openapi;
 pub mod ops;

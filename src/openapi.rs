@@ -69,6 +69,10 @@ impl Modify for BearerAuth {
         crate::catalog::routes::get_showtime,
         crate::catalog::routes::update_showtime,
         crate::catalog::routes::cancel_showtime,
+        crate::holds::routes::create_hold,
+        crate::holds::routes::get_hold,
+        crate::holds::routes::release_hold,
+        crate::holds::routes::seat_map,
         crate::ops::live,
         crate::ops::ready,
     ),
@@ -76,6 +80,7 @@ impl Modify for BearerAuth {
     tags(
         (name = "auth", description = "Accounts and tokens"),
         (name = "catalog", description = "Movies, theaters, screens, showtimes, reviews"),
+        (name = "holds", description = "Seat holds and the seat map"),
         (name = "operations", description = "Health and metrics"),
     )
 )]

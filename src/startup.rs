@@ -16,7 +16,7 @@ use crate::error::{self, json_config, path_config, query_config};
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
 use crate::telemetry::{self, RequestSpan};
-use crate::{auth, catalog, infra, ops};
+use crate::{auth, catalog, holds, infra, ops};
 
 /// A bound, not yet running, API server.
 pub struct Application {
@@ -87,6 +87,7 @@ async fn docs_redirect() -> HttpResponse {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     auth::routes::routes(cfg);
     catalog::routes::routes(cfg);
+    holds::routes::routes(cfg);
     ops::routes(cfg);
 }
 

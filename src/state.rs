@@ -20,6 +20,8 @@ pub struct AppState {
     pub amqp: Arc<Amqp>,
     pub jwt: Arc<JwtKeys>,
     pub config: Arc<Config>,
+    /// Showtime layouts, immutable once created, cached in process for the hold path.
+    pub layouts: Arc<crate::holds::layout::LayoutCache>,
     draining: Arc<AtomicBool>,
 }
 
@@ -29,7 +31,16 @@ impl AppState {
         let keys = Keys::new(config.redis.key_prefix.clone());
         let amqp = Arc::new(Amqp::new(config.amqp.clone()));
         let jwt = Arc::new(JwtKeys::new(&config.auth));
-        Self { db, redis, keys, amqp, jwt, config: Arc::new(config), draining: Arc::new(AtomicBool::new(false)) }
+        Self {
+            db,
+            redis,
+            keys,
+            amqp,
+            jwt,
+            config: Arc::new(config),
+            layouts: Arc::default(),
+            draining: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// From now on `/health/ready` answers 503 so load balancers stop routing here.

@@ -420,6 +420,7 @@ pub async fn update_showtime(state: &AppState, id: Uuid, patch: ShowtimePatch) -
         return Err(ApiError::Conflict("the showtime is cancelled".into()));
     }
     cache::invalidate(state).await;
+    crate::holds::service::refresh_meta(state, id, showtime.starts_at, false).await;
     repo::find_showtime(&mut conn, id).await?.ok_or(NO_SHOWTIME)
 }
 
@@ -431,6 +432,8 @@ pub async fn cancel_showtime(state: &AppState, id: Uuid) -> Result<(), ApiError>
         return Ok(());
     }
     cache::invalidate(state).await;
+    let starts_at = repo::find_showtime(&mut conn, id).await?.map_or_else(Utc::now, |s| s.starts_at);
+    crate::holds::service::refresh_meta(state, id, starts_at, true).await;
     tracing::info!(showtime.id = %id, "showtime cancelled");
     Ok(())
 }

@@ -37,6 +37,30 @@ impl Keys {
         &self.prefix
     }
 
+    /// The keys of one showtime, all under the hash tag `{st:<id>}` (one Redis Cluster slot).
+    pub fn showtime(&self, showtime_id: uuid::Uuid) -> ShowtimeKeys {
+        let base = format!("{}:{{st:{showtime_id}}}", self.prefix);
+        ShowtimeKeys {
+            holds: format!("{base}:holds"),
+            expiry: format!("{base}:expiry"),
+            info: format!("{base}:info"),
+            users: format!("{base}:users"),
+            sold: format!("{base}:sold"),
+            meta: format!("{base}:meta"),
+            events: format!("{base}:events"),
+        }
+    }
+
+    /// Which showtime a hold belongs to (holds are addressed by id alone in the API).
+    pub fn hold_index(&self, hold_id: uuid::Uuid) -> String {
+        format!("{}:holdidx:{hold_id}", self.prefix)
+    }
+
+    /// Showtimes that may have live holds: what the sweeper visits.
+    pub fn active_showtimes(&self) -> String {
+        format!("{}:active-showtimes", self.prefix)
+    }
+
     /// Generation counter of the catalog cache: bumped by every catalog write.
     pub fn catalog_generation(&self) -> String {
         format!("{}:cache:catalog:gen", self.prefix)
@@ -46,4 +70,17 @@ impl Keys {
     pub fn catalog_entry(&self, generation: i64, name: &str) -> String {
         format!("{}:cache:catalog:{generation}:{name}", self.prefix)
     }
+}
+
+/// The Redis keys of one showtime; see `lua/_prelude.lua` for what each holds.
+#[derive(Clone, Debug)]
+pub struct ShowtimeKeys {
+    pub holds: String,
+    pub expiry: String,
+    pub info: String,
+    pub users: String,
+    pub sold: String,
+    pub meta: String,
+    /// Pub/sub channel of seat status changes (not a key).
+    pub events: String,
 }

@@ -5,5 +5,7 @@
 mod auth;
 mod catalog;
 mod helpers;
+mod holds;
 mod ops;
 mod problems;
+mod scripts;

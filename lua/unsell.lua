@@ -1,0 +1,14 @@
+-- unsell.lua: a cancelled booking's seats are free again (after the PostgreSQL delete).
+--
+-- KEYS[1] sold
+-- ARGV[1] events channel   ARGV[2..] seat ids
+--
+-- Reply: {"ok"}
+local k_sold, channel = KEYS[1], ARGV[1]
+local seats = {}
+for i = 2, #ARGV do
+  seats[#seats + 1] = ARGV[i]
+  redis.call('SREM', k_sold, ARGV[i])
+end
+publish(channel, 'released', seats, false, now_ms())
+return {'ok'}

@@ -1,0 +1,392 @@
+//! Rules of holds: which seat sets are acceptable, what each script outcome means for the
+//! client, how a cold Redis is warmed from PostgreSQL, and who may see a hold (its owner only;
+//! anyone else gets the same 404 as for a hold that does not exist).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_redis::redis;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::store::{self, Closed, Conn, HoldOutcome, HoldParams, ReleaseOutcome, SeatStatus, ShowtimeMeta};
+use crate::auth::AuthUser;
+use crate::error::{ApiError, FieldError};
+use crate::infra::redis::ShowtimeKeys;
+use crate::state::AppState;
+
+/// Body of `POST /api/v1/showtimes/{id}/holds`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRequest {
+    /// Seats of the showtime's screen, distinct, at most the per-user limit.
+    pub seat_ids: Vec<Uuid>,
+}
+
+/// Where a hold is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldStatus {
+    /// Held by its owner, who may release it or check it out.
+    Held,
+    /// Checked out: payment is under way and the hold was extended to cover it.
+    Checkout,
+}
+
+/// A hold as its owner sees it.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Hold {
+    pub hold_id: Uuid,
+    pub showtime_id: Uuid,
+    pub seat_ids: Vec<Uuid>,
+    pub expires_at: DateTime<Utc>,
+    pub status: HoldStatus,
+}
+
+/// Status of one seat in the seat map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SeatState {
+    Available,
+    Held,
+    Sold,
+}
+
+/// One seat of the seat map.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MapSeat {
+    pub id: Uuid,
+    pub row: String,
+    pub number: i32,
+    pub category: String,
+    /// Price in minor units of the showtime's currency.
+    pub price: i64,
+    pub status: SeatState,
+    /// True when the caller holds this seat.
+    pub held_by_me: bool,
+}
+
+/// `GET /api/v1/showtimes/{id}/seats`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SeatMap {
+    pub showtime_id: Uuid,
+    pub currency: String,
+    pub seats: Vec<MapSeat>,
+}
+
+/// The JSON a hold's info field holds in Redis (see `lua/_prelude.lua`).
+#[derive(Debug, Deserialize)]
+struct HoldInfo {
+    u: String,
+    e: i64,
+    st: String,
+    #[serde(default)]
+    s: Vec<Uuid>,
+}
+
+/// A Redis failure: unreachable is 503, anything else 500.
+pub fn redis_error(e: anyhow::Error) -> ApiError {
+    let unreachable = e.chain().any(|cause| {
+        cause.downcast_ref::<redis::RedisError>().is_some_and(|r| {
+            r.is_io_error() || r.is_timeout() || r.is_connection_dropped() || r.is_connection_refusal()
+        }) || cause.downcast_ref::<deadpool_redis::PoolError>().is_some()
+    });
+    if unreachable { ApiError::Unavailable(e) } else { ApiError::Internal(e) }
+}
+
+/// A pooled Redis connection, or 503.
+pub async fn redis_conn(state: &AppState) -> Result<Conn, ApiError> {
+    state.redis.get().await.map_err(|e| ApiError::Unavailable(anyhow::Error::new(e).context("redis pool")))
+}
+
+fn millis_to_time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// Checks the requested seats against the layout and the per-user limit.
+fn check_seats(seat_ids: &[Uuid], layout: &super::layout::Layout, max: u32) -> Result<(), ApiError> {
+    if seat_ids.is_empty() {
+        return Err(ApiError::invalid("seat_ids", "name at least one seat"));
+    }
+    if seat_ids.len() > max as usize {
+        return Err(ApiError::invalid("seat_ids", format!("at most {max} seats per showtime")));
+    }
+    let mut seen = HashSet::new();
+    let duplicates: Vec<String> = seat_ids.iter().filter(|id| !seen.insert(**id)).map(Uuid::to_string).collect();
+    if !duplicates.is_empty() {
+        return Err(ApiError::invalid("seat_ids", format!("seats named twice: {}", duplicates.join(", "))));
+    }
+    let unknown: Vec<String> = seat_ids.iter().filter(|id| layout.seat(**id).is_none()).map(Uuid::to_string).collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "seat_ids",
+            format!("not seats of this showtime: {}", unknown.join(", ")),
+        )]));
+    }
+    Ok(())
+}
+
+/// Holds seats for the caller: all of them or none.
+#[tracing::instrument(skip_all, fields(showtime.id = %showtime_id, user.id = %user.id))]
+pub async fn create_hold(
+    state: &AppState,
+    user: AuthUser,
+    showtime_id: Uuid,
+    req: HoldRequest,
+) -> Result<Hold, ApiError> {
+    let holds = &state.config.holds;
+    let layout = state.layouts.get(&state.db, showtime_id).await?;
+    if let Err(e) = check_seats(&req.seat_ids, &layout, holds.max_seats_per_user) {
+        metrics::counter!("seatgate_holds_refused_total", "reason" => "invalid").increment(1);
+        return Err(e);
+    }
+    let keys = state.keys.showtime(showtime_id);
+    let params = HoldParams {
+        hold_id: Uuid::now_v7(),
+        user_id: user.id,
+        ttl: holds.ttl,
+        max_lifetime: holds.max_lifetime,
+        max_seats_per_user: holds.max_seats_per_user,
+    };
+    let mut conn = redis_conn(state).await?;
+    let mut outcome = store::hold(&mut conn, &keys, params, &req.seat_ids).await.map_err(redis_error)?;
+    if outcome == HoldOutcome::Cold {
+        warm(state, &mut conn, showtime_id, &keys).await?;
+        outcome = store::hold(&mut conn, &keys, params, &req.seat_ids).await.map_err(redis_error)?;
+    }
+    let refused =
+        |reason: &'static str| metrics::counter!("seatgate_holds_refused_total", "reason" => reason).increment(1);
+    match outcome {
+        HoldOutcome::Held { expires_at_ms } => {
+            // Holds are addressed by id alone: remember their showtime, and let the sweeper
+            // know this showtime has holds. One round trip for both.
+            let index_ttl = holds.max_lifetime + Duration::from_secs(60);
+            let _: () = redis::pipe()
+                .set_options(
+                    state.keys.hold_index(params.hold_id),
+                    format!("{showtime_id}:{}", user.id),
+                    redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(index_ttl.as_millis() as u64)),
+                )
+                .ignore()
+                .sadd(state.keys.active_showtimes(), showtime_id.to_string())
+                .ignore()
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| redis_error(anyhow::Error::new(e).context("index the hold")))?;
+            metrics::counter!("seatgate_holds_granted_total").increment(1);
+            metrics::counter!("seatgate_seats_held_total").increment(req.seat_ids.len() as u64);
+            tracing::debug!(hold.id = %params.hold_id, "seats held");
+            Ok(Hold {
+                hold_id: params.hold_id,
+                showtime_id,
+                seat_ids: req.seat_ids,
+                expires_at: millis_to_time(expires_at_ms),
+                status: HoldStatus::Held,
+            })
+        }
+        HoldOutcome::Unavailable(seats) => {
+            refused("unavailable");
+            Err(ApiError::SeatsUnavailable(seats))
+        }
+        HoldOutcome::OverLimit { held } => {
+            refused("limit");
+            Err(ApiError::invalid(
+                "seat_ids",
+                format!(
+                    "you may hold at most {} seats of this showtime and already hold {held}",
+                    holds.max_seats_per_user
+                ),
+            ))
+        }
+        HoldOutcome::Closed(Closed::Started) => {
+            refused("closed");
+            Err(ApiError::Conflict("the showtime has already started".into()))
+        }
+        HoldOutcome::Closed(Closed::Cancelled) => {
+            refused("closed");
+            Err(ApiError::Conflict("the showtime is cancelled".into()))
+        }
+        HoldOutcome::Cold => Err(ApiError::Unavailable(anyhow::anyhow!("showtime cache stayed cold after warming"))),
+    }
+}
+
+/// Loads a showtime's meta and sold seats from PostgreSQL into Redis.
+#[tracing::instrument(skip_all, fields(showtime.id = %showtime_id))]
+pub async fn warm(state: &AppState, conn: &mut Conn, showtime_id: Uuid, keys: &ShowtimeKeys) -> Result<(), ApiError> {
+    let row: Option<(DateTime<Utc>, DateTime<Utc>, crate::catalog::model::ShowtimeStatus)> =
+        sqlx::query_as("select starts_at, ends_at, status from showtimes where id = $1")
+            .bind(showtime_id)
+            .fetch_optional(&state.db)
+            .await?;
+    let Some((starts_at, ends_at, status)) = row else {
+        return Err(ApiError::NotFound("no such showtime"));
+    };
+    let sold: Vec<Uuid> = sqlx::query_scalar("select seat_id from booked_seats where showtime_id = $1")
+        .bind(showtime_id)
+        .fetch_all(&state.db)
+        .await?;
+    let meta = ShowtimeMeta {
+        starts_at_ms: starts_at.timestamp_millis(),
+        cancelled: status == crate::catalog::model::ShowtimeStatus::Cancelled,
+    };
+    store::warm(conn, keys, meta, &sold, sold_ttl(ends_at)).await.map_err(redis_error)?;
+    tracing::info!(sold = sold.len(), "showtime cache warmed from PostgreSQL");
+    Ok(())
+}
+
+/// How long a showtime's sold set is kept: until a day after it ends.
+pub fn sold_ttl(ends_at: DateTime<Utc>) -> Duration {
+    let left = (ends_at + chrono::Duration::days(1) - Utc::now()).num_milliseconds();
+    Duration::from_millis(left.max(60_000) as u64)
+}
+
+/// Tells the scripts that a showtime moved or was cancelled. Best effort: the cached meta
+/// expires within an hour, and checkout re-checks the showtime in PostgreSQL.
+pub async fn refresh_meta(state: &AppState, showtime_id: Uuid, starts_at: DateTime<Utc>, cancelled: bool) {
+    let result = async {
+        let mut conn = state.redis.get().await?;
+        let meta = ShowtimeMeta { starts_at_ms: starts_at.timestamp_millis(), cancelled };
+        store::set_meta(&mut conn, &state.keys.showtime(showtime_id), meta).await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, showtime.id = %showtime_id, "cannot refresh the showtime's cached meta");
+    }
+}
+
+/// The showtime of a hold, from the index written when it was granted, if the hold is the
+/// caller's. The index outlives the hold's data, which tells "expired" from "never existed".
+async fn showtime_of(state: &AppState, conn: &mut Conn, hold_id: Uuid, user: AuthUser) -> Result<Uuid, ApiError> {
+    let entry: Option<String> = redis::cmd("GET")
+        .arg(state.keys.hold_index(hold_id))
+        .query_async(conn)
+        .await
+        .map_err(|e| redis_error(anyhow::Error::new(e)))?;
+    let (showtime, owner) = entry.as_deref().and_then(|e| e.split_once(':')).ok_or(NOT_FOUND)?;
+    if owner != user.id.to_string() {
+        return Err(NOT_FOUND);
+    }
+    showtime.parse().map_err(|_| NOT_FOUND)
+}
+
+const NOT_FOUND: ApiError = ApiError::NotFound("no such hold");
+
+/// A hold of the caller's; someone else's is a 404 like a missing one.
+#[tracing::instrument(skip_all, fields(hold.id = %hold_id, user.id = %user.id))]
+pub async fn get_hold(state: &AppState, user: AuthUser, hold_id: Uuid) -> Result<Hold, ApiError> {
+    let mut conn = redis_conn(state).await?;
+    let showtime_id = showtime_of(state, &mut conn, hold_id, user).await?;
+    let keys = state.keys.showtime(showtime_id);
+    let (raw, (secs, micros)): (Option<String>, (i64, i64)) = redis::pipe()
+        .hget(&keys.info, hold_id.to_string())
+        .cmd("TIME")
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| redis_error(anyhow::Error::new(e)))?;
+    let info: HoldInfo = match raw {
+        Some(raw) => serde_json::from_str(&raw).map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?,
+        // The index still names the caller: the hold expired and was swept.
+        None => return Err(ApiError::HoldExpired),
+    };
+    if info.u != user.id.to_string() {
+        return Err(NOT_FOUND);
+    }
+    let now_ms = secs * 1000 + micros / 1000;
+    if info.e <= now_ms {
+        return Err(ApiError::HoldExpired);
+    }
+    Ok(Hold {
+        hold_id,
+        showtime_id,
+        seat_ids: info.s,
+        expires_at: millis_to_time(info.e),
+        status: if info.st == "held" { HoldStatus::Held } else { HoldStatus::Checkout },
+    })
+}
+
+/// Gives a hold back; its seats are free at once.
+#[tracing::instrument(skip_all, fields(hold.id = %hold_id, user.id = %user.id))]
+pub async fn release_hold(state: &AppState, user: AuthUser, hold_id: Uuid) -> Result<(), ApiError> {
+    let mut conn = redis_conn(state).await?;
+    let showtime_id = showtime_of(state, &mut conn, hold_id, user).await?;
+    let keys = state.keys.showtime(showtime_id);
+    match store::release(&mut conn, &keys, hold_id, &user.id.to_string(), false).await.map_err(redis_error)? {
+        ReleaseOutcome::Released => {
+            metrics::counter!("seatgate_holds_released_total").increment(1);
+            let _: Result<(), _> = redis::cmd("DEL").arg(state.keys.hold_index(hold_id)).query_async(&mut conn).await;
+            Ok(())
+        }
+        // The index names the caller, so the hold existed: it expired and was swept.
+        ReleaseOutcome::NotFound => Err(ApiError::HoldExpired),
+        ReleaseOutcome::Locked => Err(ApiError::Conflict("the hold is checked out; payment is under way".into())),
+    }
+}
+
+/// The seat map: layout and prices from the catalog, status from Redis in one round trip.
+#[tracing::instrument(skip_all, fields(showtime.id = %showtime_id))]
+pub async fn seat_map(state: &AppState, user: Option<AuthUser>, showtime_id: Uuid) -> Result<SeatMap, ApiError> {
+    let showtime = crate::catalog::service::get_showtime(state, showtime_id).await?;
+    let layout = state.layouts.get(&state.db, showtime_id).await?;
+    let keys = state.keys.showtime(showtime_id);
+    let mut conn = redis_conn(state).await?;
+    let mut status = store::seat_status(&mut conn, &keys).await.map_err(redis_error)?;
+    if status == SeatStatus::Cold {
+        warm(state, &mut conn, showtime_id, &keys).await?;
+        status = store::seat_status(&mut conn, &keys).await.map_err(redis_error)?;
+    }
+    let SeatStatus::Map { sold, held } = status else {
+        return Err(ApiError::Unavailable(anyhow::anyhow!("showtime cache stayed cold after warming")));
+    };
+    let sold: HashSet<Uuid> = sold.into_iter().collect();
+    let me = user.map(|u| u.id.to_string());
+    let held: HashMap<Uuid, bool> =
+        held.into_iter().map(|h| (h.seat_id, me.as_deref() == Some(h.user_id.as_str()))).collect();
+    let seats = layout
+        .seats
+        .iter()
+        .map(|seat| {
+            let (status, mine) = if sold.contains(&seat.id) {
+                (SeatState::Sold, false)
+            } else if let Some(mine) = held.get(&seat.id) {
+                (SeatState::Held, *mine)
+            } else {
+                (SeatState::Available, false)
+            };
+            MapSeat {
+                id: seat.id,
+                row: seat.row.clone(),
+                number: seat.number,
+                category: seat.category.clone(),
+                price: showtime.prices.get(&seat.category).copied().unwrap_or_default(),
+                status,
+                held_by_me: mine,
+            }
+        })
+        .collect();
+    Ok(SeatMap { showtime_id, currency: showtime.currency, seats })
+}
+
+/// The sweeper's Redis half: drops expired holds of every showtime that has holds. Returns the
+/// number of holds dropped. Safe with several sweepers: each script run is atomic.
+pub async fn sweep_expired_holds(state: &AppState) -> anyhow::Result<u64> {
+    let mut conn = state.redis.get().await?;
+    let active: Vec<String> = redis::cmd("SMEMBERS").arg(state.keys.active_showtimes()).query_async(&mut conn).await?;
+    let mut dropped_total = 0;
+    for showtime in active {
+        let Ok(showtime_id) = showtime.parse::<Uuid>() else { continue };
+        let (dropped, remaining) = store::sweep(&mut conn, &state.keys.showtime(showtime_id)).await?;
+        dropped_total += dropped;
+        if remaining == 0 {
+            // A hold granted right now re-adds the showtime; one missed in between is still
+            // purged by the next hold.lua of the showtime and never counts as live.
+            let _: () =
+                redis::cmd("SREM").arg(state.keys.active_showtimes()).arg(&showtime).query_async(&mut conn).await?;
+        }
+    }
+    if dropped_total > 0 {
+        metrics::counter!("seatgate_holds_expired_total").increment(dropped_total);
+        tracing::info!(holds = dropped_total, "expired holds swept");
+    }
+    Ok(dropped_total)
+}

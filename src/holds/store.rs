@@ -1,0 +1,364 @@
+//! The Lua scripts' typed face. Each script is embedded at build time, loaded once per process,
+//! and run with EVALSHA; `invoke_async` falls back to SCRIPT LOAD on NOSCRIPT, so a Redis
+//! restart or `SCRIPT FLUSH` needs no handling here. Raw replies become enums right after the
+//! call; nothing stringly-typed leaves this module.
+
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use deadpool_redis::redis::{self, Script, Value};
+use uuid::Uuid;
+
+use crate::infra::redis::ShowtimeKeys;
+
+macro_rules! script {
+    ($name:ident, $file:literal) => {
+        static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(concat!(include_str!("../../lua/_prelude.lua"), include_str!(concat!("../../lua/", $file))))
+        });
+    };
+}
+
+script!(HOLD, "hold.lua");
+script!(RELEASE, "release.lua");
+script!(EXTEND, "extend.lua");
+script!(CLAIM, "claim.lua");
+script!(SELL, "sell.lua");
+script!(UNSELL, "unsell.lua");
+script!(SWEEP, "sweep.lua");
+script!(SEATMAP, "seatmap.lua");
+
+/// Holds dropped per script call at most, so one call never blocks Redis for long.
+pub const PURGE_LIMIT: usize = 500;
+
+/// A Redis connection from the pool.
+pub type Conn = deadpool_redis::Connection;
+
+/// Result of `hold.lua`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HoldOutcome {
+    Held {
+        expires_at_ms: i64,
+    },
+    /// Exactly the seats that are sold or held by someone else.
+    Unavailable(Vec<Uuid>),
+    /// The user already holds this many seats of the showtime.
+    OverLimit {
+        held: u32,
+    },
+    Closed(Closed),
+    /// Cached showtime data missing in Redis: warm it from PostgreSQL and try again.
+    Cold,
+}
+
+/// Why a showtime takes no more holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Closed {
+    Started,
+    Cancelled,
+}
+
+/// Result of `release.lua`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReleaseOutcome {
+    Released,
+    NotFound,
+    /// A checkout or payment is running for it.
+    Locked,
+}
+
+/// Result of `extend.lua`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExtendOutcome {
+    Extended { expires_at_ms: i64 },
+    NotFound,
+    Expired,
+}
+
+/// Result of `claim.lua`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    Claimed,
+    /// Seats sold or held by another live hold.
+    Lost(Vec<Uuid>),
+}
+
+/// Result of `seatmap.lua`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SeatStatus {
+    Cold,
+    Map { sold: Vec<Uuid>, held: Vec<HeldSeat> },
+}
+
+/// A seat in a live hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldSeat {
+    pub seat_id: Uuid,
+    pub user_id: String,
+    pub hold_id: Uuid,
+}
+
+/// What `hold` needs besides the seats.
+#[derive(Clone, Copy, Debug)]
+pub struct HoldParams {
+    pub hold_id: Uuid,
+    pub user_id: Uuid,
+    pub ttl: Duration,
+    pub max_lifetime: Duration,
+    pub max_seats_per_user: u32,
+}
+
+async fn run(
+    name: &'static str,
+    script: &Script,
+    conn: &mut Conn,
+    keys: &[&str],
+    args: &[String],
+) -> anyhow::Result<Value> {
+    let mut invocation = script.prepare_invoke();
+    for key in keys {
+        invocation.key(*key);
+    }
+    for arg in args {
+        invocation.arg(arg.as_str());
+    }
+    let start = Instant::now();
+    let result = invocation.invoke_async::<Value>(conn).await;
+    metrics::histogram!("seatgate_redis_script_duration_seconds", "script" => name)
+        .record(start.elapsed().as_secs_f64());
+    result.with_context(|| format!("redis script {name}"))
+}
+
+/// Splits a reply `{"status", rest...}`.
+fn split(reply: Value) -> anyhow::Result<(String, Vec<Value>)> {
+    let Value::Array(mut items) = reply else { bail!("unexpected script reply {reply:?}") };
+    if items.is_empty() {
+        bail!("empty script reply");
+    }
+    let head = items.remove(0);
+    Ok((text(&head)?, items))
+}
+
+fn text(v: &Value) -> anyhow::Result<String> {
+    match v {
+        Value::BulkString(b) => Ok(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Ok(s.clone()),
+        other => bail!("expected a string, got {other:?}"),
+    }
+}
+
+fn int(v: &Value) -> anyhow::Result<i64> {
+    match v {
+        Value::Int(i) => Ok(*i),
+        other => text(other)?.parse().map_err(|e| anyhow!("expected an integer: {e}")),
+    }
+}
+
+fn uuids(values: &[Value]) -> anyhow::Result<Vec<Uuid>> {
+    values.iter().map(|v| Ok(text(v)?.parse()?)).collect()
+}
+
+fn ids(seats: &[Uuid]) -> impl Iterator<Item = String> + '_ {
+    seats.iter().map(Uuid::to_string)
+}
+
+/// Holds `seats` (distinct, all of the showtime's layout) for `p.user_id`, all or none.
+#[tracing::instrument(skip_all, fields(hold.id = %p.hold_id, seats = seats.len()))]
+pub async fn hold(conn: &mut Conn, k: &ShowtimeKeys, p: HoldParams, seats: &[Uuid]) -> anyhow::Result<HoldOutcome> {
+    let mut args = vec![
+        p.hold_id.to_string(),
+        p.user_id.to_string(),
+        p.ttl.as_millis().to_string(),
+        p.max_lifetime.as_millis().to_string(),
+        p.max_seats_per_user.to_string(),
+        PURGE_LIMIT.to_string(),
+        k.events.clone(),
+    ];
+    args.extend(ids(seats));
+    let keys = [&*k.holds, &*k.expiry, &*k.info, &*k.users, &*k.sold, &*k.meta];
+    let (status, rest) = split(run("hold", &HOLD, conn, &keys, &args).await?)?;
+    Ok(match status.as_str() {
+        "ok" => HoldOutcome::Held { expires_at_ms: int(rest.first().context("expiry")?)? },
+        "unavailable" => HoldOutcome::Unavailable(uuids(&rest)?),
+        "limit" => HoldOutcome::OverLimit { held: int(rest.first().context("count")?)?.try_into()? },
+        "closed" if rest.first().map(text).transpose()?.as_deref() == Some("started") => {
+            HoldOutcome::Closed(Closed::Started)
+        }
+        "closed" => HoldOutcome::Closed(Closed::Cancelled),
+        "cold" => HoldOutcome::Cold,
+        other => bail!("hold.lua answered {other:?}"),
+    })
+}
+
+/// The owner gives a hold back; `force` also releases one in checkout (payment workers).
+#[tracing::instrument(skip_all, fields(hold.id = %hold_id))]
+pub async fn release(
+    conn: &mut Conn,
+    k: &ShowtimeKeys,
+    hold_id: Uuid,
+    user_id: &str,
+    force: bool,
+) -> anyhow::Result<ReleaseOutcome> {
+    let args = [hold_id.to_string(), user_id.to_owned(), k.events.clone(), if force { "1" } else { "0" }.to_owned()];
+    let keys = [&*k.holds, &*k.expiry, &*k.info, &*k.users];
+    let (status, _) = split(run("release", &RELEASE, conn, &keys, &args).await?)?;
+    Ok(match status.as_str() {
+        "ok" => ReleaseOutcome::Released,
+        "not_found" => ReleaseOutcome::NotFound,
+        "locked" => ReleaseOutcome::Locked,
+        other => bail!("release.lua answered {other:?}"),
+    })
+}
+
+/// Extends a live hold once, by `extension` from now, capped by its maximum lifetime.
+#[tracing::instrument(skip_all, fields(hold.id = %hold_id))]
+pub async fn extend(
+    conn: &mut Conn,
+    k: &ShowtimeKeys,
+    hold_id: Uuid,
+    user_id: Uuid,
+    extension: Duration,
+) -> anyhow::Result<ExtendOutcome> {
+    let args = [hold_id.to_string(), user_id.to_string(), extension.as_millis().to_string()];
+    let (status, rest) = split(run("extend", &EXTEND, conn, &[&*k.holds, &*k.expiry, &*k.info], &args).await?)?;
+    Ok(match status.as_str() {
+        "ok" => ExtendOutcome::Extended { expires_at_ms: int(rest.first().context("expiry")?)? },
+        "not_found" => ExtendOutcome::NotFound,
+        "expired" => ExtendOutcome::Expired,
+        other => bail!("extend.lua answered {other:?}"),
+    })
+}
+
+/// A payment worker claims the seats of `hold_id` (fencing) for `ttl`.
+#[tracing::instrument(skip_all, fields(hold.id = %hold_id))]
+pub async fn claim(
+    conn: &mut Conn,
+    k: &ShowtimeKeys,
+    hold_id: Uuid,
+    user_id: Uuid,
+    seats: &[Uuid],
+    ttl: Duration,
+) -> anyhow::Result<ClaimOutcome> {
+    let mut args = vec![hold_id.to_string(), user_id.to_string(), ttl.as_millis().to_string()];
+    args.extend(ids(seats));
+    let keys = [&*k.holds, &*k.expiry, &*k.info, &*k.users, &*k.sold];
+    let (status, rest) = split(run("claim", &CLAIM, conn, &keys, &args).await?)?;
+    Ok(match status.as_str() {
+        "ok" => ClaimOutcome::Claimed,
+        "lost" => ClaimOutcome::Lost(uuids(&rest)?),
+        other => bail!("claim.lua answered {other:?}"),
+    })
+}
+
+/// Marks seats sold and drops the hold (after the booking committed).
+#[tracing::instrument(skip_all, fields(hold.id = %hold_id))]
+pub async fn sell(
+    conn: &mut Conn,
+    k: &ShowtimeKeys,
+    hold_id: Uuid,
+    seats: &[Uuid],
+    sold_ttl: Duration,
+) -> anyhow::Result<()> {
+    let mut args = vec![hold_id.to_string(), k.events.clone(), sold_ttl.as_millis().max(1).to_string()];
+    args.extend(ids(seats));
+    let keys = [&*k.holds, &*k.expiry, &*k.info, &*k.users, &*k.sold];
+    run("sell", &SELL, conn, &keys, &args).await?;
+    Ok(())
+}
+
+/// Seats of a cancelled booking are free again.
+#[tracing::instrument(skip_all)]
+pub async fn unsell(conn: &mut Conn, k: &ShowtimeKeys, seats: &[Uuid]) -> anyhow::Result<()> {
+    let mut args = vec![k.events.clone()];
+    args.extend(ids(seats));
+    run("unsell", &UNSELL, conn, &[&*k.sold], &args).await?;
+    Ok(())
+}
+
+/// Drops expired holds of one showtime: (dropped, remaining).
+#[tracing::instrument(skip_all)]
+pub async fn sweep(conn: &mut Conn, k: &ShowtimeKeys) -> anyhow::Result<(u64, u64)> {
+    let args = [PURGE_LIMIT.to_string(), k.events.clone()];
+    let reply = run("sweep", &SWEEP, conn, &[&*k.holds, &*k.expiry, &*k.info, &*k.users], &args).await?;
+    let Value::Array(items) = reply else { bail!("unexpected sweep reply {reply:?}") };
+    let dropped = int(items.first().context("dropped")?)?;
+    let remaining = int(items.get(1).context("remaining")?)?;
+    Ok((dropped.try_into()?, remaining.try_into()?))
+}
+
+/// Sold and live-held seats of one showtime.
+#[tracing::instrument(skip_all)]
+pub async fn seat_status(conn: &mut Conn, k: &ShowtimeKeys) -> anyhow::Result<SeatStatus> {
+    let (status, rest) = split(run("seatmap", &SEATMAP, conn, &[&*k.holds, &*k.info, &*k.sold], &[]).await?)?;
+    match status.as_str() {
+        "cold" => Ok(SeatStatus::Cold),
+        "ok" => {
+            let (Some(Value::Array(sold)), Some(Value::Array(held))) = (rest.first(), rest.get(1)) else {
+                // Lua turns an empty table into an empty array; anything else is a bug.
+                bail!("unexpected seatmap reply {rest:?}");
+            };
+            let held = held
+                .chunks(3)
+                .map(|c| {
+                    Ok(HeldSeat {
+                        seat_id: text(&c[0])?.parse()?,
+                        user_id: text(&c[1])?,
+                        hold_id: text(&c[2])?.parse()?,
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
+            Ok(SeatStatus::Map { sold: uuids(sold)?, held })
+        }
+        other => bail!("seatmap.lua answered {other:?}"),
+    }
+}
+
+/// What the scripts need to know of a showtime, cached from PostgreSQL.
+#[derive(Clone, Copy, Debug)]
+pub struct ShowtimeMeta {
+    pub starts_at_ms: i64,
+    pub cancelled: bool,
+}
+
+/// How long cached showtime meta lives before it is re-read from PostgreSQL.
+pub const META_TTL: Duration = Duration::from_secs(3600);
+
+/// Writes the showtime meta (after a showtime was created, moved or cancelled).
+pub async fn set_meta(conn: &mut Conn, k: &ShowtimeKeys, meta: ShowtimeMeta) -> anyhow::Result<()> {
+    let status = if meta.cancelled { "cancelled" } else { "scheduled" };
+    let _: () = redis::pipe()
+        .atomic()
+        .hset_multiple(&k.meta, &[("starts_at", meta.starts_at_ms.to_string()), ("status", status.to_owned())])
+        .ignore()
+        .pexpire(&k.meta, META_TTL.as_millis() as i64)
+        .ignore()
+        .query_async(conn)
+        .await
+        .context("write showtime meta")?;
+    Ok(())
+}
+
+/// Rebuilds the cached meta and sold set of a showtime from PostgreSQL's answers.
+#[tracing::instrument(skip_all, fields(sold = sold.len()))]
+pub async fn warm(
+    conn: &mut Conn,
+    k: &ShowtimeKeys,
+    meta: ShowtimeMeta,
+    sold: &[Uuid],
+    sold_ttl: Duration,
+) -> anyhow::Result<()> {
+    set_meta(conn, k, meta).await?;
+    let mut members: Vec<String> = ids(sold).collect();
+    members.push("_".to_owned());
+    let _: () = redis::pipe()
+        .atomic()
+        .sadd(&k.sold, members)
+        .ignore()
+        .pexpire(&k.sold, sold_ttl.as_millis().max(1) as i64)
+        .ignore()
+        .query_async(conn)
+        .await
+        .context("rebuild sold set")?;
+    Ok(())
+}
