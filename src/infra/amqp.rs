@@ -19,6 +19,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct Amqp {
     config: AmqpConfig,
     live: Mutex<Option<Live>>,
+    /// The runtime the connection's I/O tasks run on: the process' main runtime, not the
+    /// per-thread runtime of whichever actix worker first needed a channel (those stop before
+    /// the process does, and would take the connection's I/O loop with them).
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 struct Live {
@@ -35,7 +39,7 @@ impl std::fmt::Debug for Amqp {
 impl Amqp {
     /// No connection is opened until first use.
     pub fn new(config: AmqpConfig) -> Self {
-        Self { config, live: Mutex::new(None) }
+        Self { config, live: Mutex::new(None), runtime: tokio::runtime::Handle::try_current().ok() }
     }
 
     /// Names are suffixed with the namespace (empty in production).
@@ -70,11 +74,18 @@ impl Amqp {
 
     /// A new connection (workers use one per consumer loop).
     pub async fn connect(&self) -> anyhow::Result<Connection> {
-        let props = ConnectionProperties::default().with_connection_name("seatgate".into());
-        tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(self.config.url.expose(), props))
-            .await
-            .context("timed out connecting to RabbitMQ")?
-            .context("cannot connect to RabbitMQ (SEATGATE_AMQP_URL)")
+        let url = self.config.url.expose().to_owned();
+        let connect = async move {
+            let props = ConnectionProperties::default().with_connection_name("seatgate".into());
+            tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&url, props))
+                .await
+                .context("timed out connecting to RabbitMQ")?
+                .context("cannot connect to RabbitMQ (SEATGATE_AMQP_URL)")
+        };
+        match &self.runtime {
+            Some(runtime) => runtime.spawn(connect).await.context("AMQP connect task failed")?,
+            None => connect.await,
+        }
     }
 
     /// True when a channel can be had now (connecting if needed).
@@ -85,7 +96,10 @@ impl Amqp {
     /// Closes the connection, if any (shutdown).
     pub async fn close(&self) {
         if let Some(l) = self.live.lock().await.take() {
-            let _ = l.connection.close(200, "shutting down".into()).await;
+            let closing = l.connection.close(200, "shutting down".into());
+            if tokio::time::timeout(Duration::from_secs(2), closing).await.is_err() {
+                tracing::warn!("RabbitMQ did not confirm the connection close in time");
+            }
         }
     }
 }
