@@ -4,7 +4,7 @@
 -- KEYS[1] holds   KEYS[2] expiry   KEYS[3] info
 -- ARGV[1] hold_id   ARGV[2] user_id   ARGV[3] extension_ms (from now)
 --
--- Reply: {"ok", expires_at_ms} | {"not_found"} | {"expired"}
+-- Reply: {"ok", expires_at_ms, seat_id...} | {"not_found"} | {"expired"}
 local k_holds, k_expiry, k_info = KEYS[1], KEYS[2], KEYS[3]
 local hold_id, user, extension = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = now_ms()
@@ -19,8 +19,13 @@ end
 if info.e <= now then
   return {'expired'}
 end
+local function answer(expires)
+  local reply = {'ok', expires}
+  for _, seat in ipairs(info.s) do reply[#reply + 1] = seat end
+  return reply
+end
 if info.st ~= 'held' then
-  return {'ok', info.e}
+  return answer(info.e)
 end
 local expires = math.min(now + extension, info.c)
 if expires < info.e then
@@ -37,4 +42,4 @@ info.e = expires
 info.st = 'checkout'
 redis.call('HSET', k_info, hold_id, cjson.encode(info))
 redis.call('ZADD', k_expiry, expires, hold_id)
-return {'ok', expires}
+return answer(expires)

@@ -76,6 +76,9 @@ pub struct AmqpConfig {
     pub namespace: String,
     /// `SEATGATE_AMQP_PREFETCH`: unacknowledged deliveries per consumer.
     pub prefetch: u16,
+    /// `SEATGATE_AMQP_QUEUE_EXPIRES_MS`: when set, queues unused this long are deleted by the
+    /// broker and queues are classic rather than quorum (tests and throw-away namespaces).
+    pub queue_expires: Option<Duration>,
 }
 
 /// Accounts and tokens.
@@ -107,6 +110,9 @@ pub struct HoldConfig {
     pub max_lifetime: Duration,
     /// `SEATGATE_MAX_SEATS_PER_USER`: seats one user may hold per showtime.
     pub max_seats_per_user: u32,
+    /// `SEATGATE_CHECKOUT_EXTENSION_SECS`: checkout extends the hold to cover payment by this
+    /// much (never past the hold's maximum lifetime).
+    pub checkout_extension: Duration,
 }
 
 /// Background work.
@@ -116,6 +122,13 @@ pub struct WorkerConfig {
     pub sweep_interval: Duration,
     /// `SEATGATE_PAYMENT_LATENCY_MS`: latency of the simulated payment gateway.
     pub payment_latency: Duration,
+    /// `SEATGATE_PAYMENT_MAX_ATTEMPTS`: deliveries of a payment task before it is dead-lettered.
+    pub payment_max_attempts: u32,
+    /// `SEATGATE_PAYMENT_RETRY_BASE_MS`: first retry delay; later ones are 5x and 25x.
+    pub payment_retry_base: Duration,
+    /// `SEATGATE_STUCK_PAYMENT_SECS`: a payment still `initiated` (or a refund still owed) this
+    /// long after its last change is published again by the sweeper.
+    pub stuck_payment_after: Duration,
 }
 
 /// `SEATGATE_LOG_FORMAT`
@@ -217,6 +230,10 @@ impl Config {
             url: url_var(env, "SEATGATE_AMQP_URL", DEFAULT_AMQP_URL, &["amqp", "amqps"])?,
             namespace: var_or(env, "SEATGATE_AMQP_NAMESPACE", String::new())?,
             prefetch: positive(env, "SEATGATE_AMQP_PREFETCH", 16)?,
+            queue_expires: opt(env, "SEATGATE_AMQP_QUEUE_EXPIRES_MS")?
+                .map(|v| v.trim().parse::<u64>().map(Duration::from_millis))
+                .transpose()
+                .context("invalid value for SEATGATE_AMQP_QUEUE_EXPIRES_MS")?,
         };
         let (jwt_secret, jwt_secret_generated) = match env.get("SEATGATE_JWT_SECRET") {
             Ok(s) if s.len() >= 32 => (Secret::new(s), false),
@@ -240,6 +257,7 @@ impl Config {
             ttl: Duration::from_secs(positive(env, "SEATGATE_HOLD_TTL_SECS", 300)?),
             max_lifetime: Duration::from_secs(positive(env, "SEATGATE_HOLD_MAX_LIFETIME_SECS", 900)?),
             max_seats_per_user: positive(env, "SEATGATE_MAX_SEATS_PER_USER", 10)?,
+            checkout_extension: Duration::from_secs(positive(env, "SEATGATE_CHECKOUT_EXTENSION_SECS", 180)?),
         };
         if holds.max_lifetime < holds.ttl {
             bail!("invalid value for SEATGATE_HOLD_MAX_LIFETIME_SECS: must be at least SEATGATE_HOLD_TTL_SECS");
@@ -247,6 +265,9 @@ impl Config {
         let workers = WorkerConfig {
             sweep_interval: Duration::from_secs(positive(env, "SEATGATE_SWEEP_INTERVAL_SECS", 5)?),
             payment_latency: Duration::from_millis(var_or(env, "SEATGATE_PAYMENT_LATENCY_MS", 50)?),
+            payment_max_attempts: positive(env, "SEATGATE_PAYMENT_MAX_ATTEMPTS", 5)?,
+            payment_retry_base: Duration::from_millis(positive(env, "SEATGATE_PAYMENT_RETRY_BASE_MS", 1000)?),
+            stuck_payment_after: Duration::from_secs(positive(env, "SEATGATE_STUCK_PAYMENT_SECS", 30)?),
         };
         let log_format = var_or(env, "SEATGATE_LOG_FORMAT", LogFormat::Pretty)?;
         Ok(Self { http, database, redis, amqp, auth, holds, workers, log_format })

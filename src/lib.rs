@@ -5,18 +5,23 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod checkout;
 pub mod config;
+pub mod domain;
 pub mod error;
 pub mod holds;
 pub mod infra;
+pub mod messaging;
 pub mod openapi;
 pub mod ops;
 pub mod paging;
+pub mod payments;
 pub mod seed;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod validate;
+pub mod worker;
 
 /// The schema, from `migrations/`, embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

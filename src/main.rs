@@ -46,7 +46,8 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     telemetry::init("seatgate", config.log_format);
     match cli.command {
-        Command::Serve | Command::AllInOne => serve(config).await,
+        Command::Serve => serve(config, false).await,
+        Command::AllInOne => serve(config, true).await,
         Command::Migrate => {
             let db = infra::db::connect(&config.database).await?;
             infra::db::migrate(&db).await?;
@@ -72,13 +73,19 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, with_workers: bool) -> anyhow::Result<()> {
     let grace = config.http.shutdown_grace;
     let state = startup::connect(config).await?;
     let stop = startup::shutdown_on_signal(Some(state.clone()), grace);
-    let app = Application::with_state(state.clone(), stop)?;
-    tracing::info!(port = app.port(), "seatgate API listening");
+    let workers = with_workers
+        .then(|| tokio::spawn(seatgate::worker::run(seatgate::worker::Role::All, state.clone(), stop.clone())));
+    let app = Application::with_state(state.clone(), stop.clone())?;
+    tracing::info!(port = app.port(), with_workers, "seatgate API listening");
     app.run_until_stopped().await?;
+    stop.cancel();
+    if let Some(workers) = workers {
+        workers.await??;
+    }
     state.amqp.close().await;
     tracing::info!("seatgate API stopped");
     Ok(())

@@ -73,6 +73,11 @@ impl Modify for BearerAuth {
         crate::holds::routes::get_hold,
         crate::holds::routes::release_hold,
         crate::holds::routes::seat_map,
+        crate::checkout::routes::checkout_hold,
+        crate::checkout::routes::get_reservation,
+        crate::checkout::routes::list_bookings,
+        crate::checkout::routes::get_booking,
+        crate::checkout::routes::cancel_booking,
         crate::ops::live,
         crate::ops::ready,
     ),
@@ -81,6 +86,7 @@ impl Modify for BearerAuth {
         (name = "auth", description = "Accounts and tokens"),
         (name = "catalog", description = "Movies, theaters, screens, showtimes, reviews"),
         (name = "holds", description = "Seat holds and the seat map"),
+        (name = "bookings", description = "Checkout, reservations and bookings"),
         (name = "operations", description = "Health and metrics"),
     )
 )]

@@ -16,7 +16,7 @@ use crate::error::{self, json_config, path_config, query_config};
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
 use crate::telemetry::{self, RequestSpan};
-use crate::{auth, catalog, holds, infra, ops};
+use crate::{auth, catalog, checkout, holds, infra, ops};
 
 /// A bound, not yet running, API server.
 pub struct Application {
@@ -88,6 +88,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     auth::routes::routes(cfg);
     catalog::routes::routes(cfg);
     holds::routes::routes(cfg);
+    checkout::routes::routes(cfg);
     ops::routes(cfg);
 }
 

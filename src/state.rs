@@ -29,7 +29,12 @@ impl AppState {
     /// Builds the state from connected pools (no I/O here).
     pub fn new(config: Config, db: PgPool, redis: deadpool_redis::Pool) -> Self {
         let keys = Keys::new(config.redis.key_prefix.clone());
-        let amqp = Arc::new(Amqp::new(config.amqp.clone()));
+        let names = crate::messaging::topology::Names::new(
+            &config.amqp.namespace,
+            config.workers.payment_retry_base,
+            config.amqp.queue_expires,
+        );
+        let amqp = Arc::new(Amqp::new(config.amqp.clone(), names));
         let jwt = Arc::new(JwtKeys::new(&config.auth));
         Self {
             db,

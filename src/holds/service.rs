@@ -257,7 +257,12 @@ pub async fn refresh_meta(state: &AppState, showtime_id: Uuid, starts_at: DateTi
 
 /// The showtime of a hold, from the index written when it was granted, if the hold is the
 /// caller's. The index outlives the hold's data, which tells "expired" from "never existed".
-async fn showtime_of(state: &AppState, conn: &mut Conn, hold_id: Uuid, user: AuthUser) -> Result<Uuid, ApiError> {
+pub(crate) async fn showtime_of(
+    state: &AppState,
+    conn: &mut Conn,
+    hold_id: Uuid,
+    user: AuthUser,
+) -> Result<Uuid, ApiError> {
     let entry: Option<String> = redis::cmd("GET")
         .arg(state.keys.hold_index(hold_id))
         .query_async(conn)

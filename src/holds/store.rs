@@ -69,9 +69,9 @@ pub enum ReleaseOutcome {
 }
 
 /// Result of `extend.lua`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExtendOutcome {
-    Extended { expires_at_ms: i64 },
+    Extended { expires_at_ms: i64, seats: Vec<Uuid> },
     NotFound,
     Expired,
 }
@@ -223,7 +223,10 @@ pub async fn extend(
     let args = [hold_id.to_string(), user_id.to_string(), extension.as_millis().to_string()];
     let (status, rest) = split(run("extend", &EXTEND, conn, &[&*k.holds, &*k.expiry, &*k.info], &args).await?)?;
     Ok(match status.as_str() {
-        "ok" => ExtendOutcome::Extended { expires_at_ms: int(rest.first().context("expiry")?)? },
+        "ok" => ExtendOutcome::Extended {
+            expires_at_ms: int(rest.first().context("expiry")?)?,
+            seats: uuids(rest.get(1..).unwrap_or_default())?,
+        },
         "not_found" => ExtendOutcome::NotFound,
         "expired" => ExtendOutcome::Expired,
         other => bail!("extend.lua answered {other:?}"),

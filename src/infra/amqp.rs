@@ -7,10 +7,12 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
 use crate::config::AmqpConfig;
+use crate::messaging::topology::{self, Names};
 
 /// How long to wait for the broker before giving up on one attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -18,6 +20,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// A shared, self-healing AMQP connection with one channel.
 pub struct Amqp {
     config: AmqpConfig,
+    names: Names,
     live: Mutex<Option<Live>>,
     /// The runtime the connection's I/O tasks run on: the process' main runtime, not the
     /// per-thread runtime of whichever actix worker first needed a channel (those stop before
@@ -38,13 +41,13 @@ impl std::fmt::Debug for Amqp {
 
 impl Amqp {
     /// No connection is opened until first use.
-    pub fn new(config: AmqpConfig) -> Self {
-        Self { config, live: Mutex::new(None), runtime: tokio::runtime::Handle::try_current().ok() }
+    pub fn new(config: AmqpConfig, names: Names) -> Self {
+        Self { config, names, live: Mutex::new(None), runtime: tokio::runtime::Handle::try_current().ok() }
     }
 
-    /// Names are suffixed with the namespace (empty in production).
-    pub fn name(&self, base: &str) -> String {
-        if self.config.namespace.is_empty() { base.to_owned() } else { format!("{base}.{}", self.config.namespace) }
+    /// Exchange and queue names of this deployment.
+    pub fn names(&self) -> &Names {
+        &self.names
     }
 
     /// The settings this client was made with.
@@ -52,23 +55,30 @@ impl Amqp {
         &self.config
     }
 
-    /// A connected channel, reconnecting first if the last one dropped.
+    /// A connected channel in confirm mode with the topology declared, reconnecting first if
+    /// the last one dropped. Publishers share it.
     pub async fn channel(&self) -> anyhow::Result<Channel> {
         let mut live = self.live.lock().await;
-        if let Some(l) = live.as_ref() {
-            if l.connection.status().connected() && l.channel.status().connected() {
-                return Ok(l.channel.clone());
-            }
-            if l.connection.status().connected() {
-                let channel = l.connection.create_channel().await.context("cannot open an AMQP channel")?;
-                let connection = live.take().map(|l| l.connection).context("connection vanished")?;
-                *live = Some(Live { connection, channel: channel.clone() });
-                return Ok(channel);
-            }
+        if let Some(l) = live.as_ref()
+            && l.connection.status().connected()
+            && l.channel.status().connected()
+        {
+            return Ok(l.channel.clone());
         }
-        let connection = self.connect().await?;
-        let channel = connection.create_channel().await.context("cannot open an AMQP channel")?;
+        let connection = match live.take() {
+            Some(l) if l.connection.status().connected() => l.connection,
+            _ => self.connect().await?,
+        };
+        let channel = self.open_channel(&connection).await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await.context("enable publisher confirms")?;
         *live = Some(Live { connection, channel: channel.clone() });
+        Ok(channel)
+    }
+
+    /// A new channel on `connection` with the topology declared.
+    pub async fn open_channel(&self, connection: &Connection) -> anyhow::Result<Channel> {
+        let channel = connection.create_channel().await.context("cannot open an AMQP channel")?;
+        topology::declare(&channel, &self.names).await?;
         Ok(channel)
     }
 

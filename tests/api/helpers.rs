@@ -41,6 +41,10 @@ pub fn test_config() -> Config {
     let id = Uuid::new_v4().simple().to_string();
     config.redis.key_prefix = format!("t{id}");
     config.amqp.namespace = format!("t{id}");
+    config.amqp.queue_expires = Some(Duration::from_secs(300));
+    config.workers.payment_latency = Duration::from_millis(5);
+    config.workers.payment_retry_base = Duration::from_millis(100);
+    config.workers.payment_max_attempts = 3;
     config.auth.admin = Some(AdminSeed { email: ADMIN_EMAIL.into(), password: Secret::new(ADMIN_PASSWORD) });
     config
 }
@@ -71,6 +75,29 @@ impl TestApp {
         let login = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
         app.admin_token = login.json::<Value>().await["access_token"].as_str().expect("admin token").to_owned();
         app
+    }
+
+    /// Runs the payment, notification and sweeper loops in this process until the app drops.
+    pub fn start_workers(&self) {
+        let stop = self.stop.child_token();
+        tokio::spawn(seatgate::worker::run(seatgate::worker::Role::All, self.state.clone(), stop));
+    }
+
+    /// Messages ready in one of this test's queues.
+    pub async fn queue_len(&self, queue: &str) -> u32 {
+        let channel = self.state.amqp.channel().await.expect("amqp channel");
+        let options = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+        channel
+            .queue_declare(queue.into(), options, lapin::types::FieldTable::default())
+            .await
+            .expect("queue exists")
+            .message_count()
+    }
+
+    /// Drops every message of one of this test's queues (a task "lost" by the broker).
+    pub async fn purge(&self, queue: &str) {
+        let channel = self.state.amqp.channel().await.expect("amqp channel");
+        channel.queue_purge(queue.into(), lapin::options::QueuePurgeOptions::default()).await.expect("purged");
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -140,16 +140,17 @@ async fn extend_covers_payment_once_never_past_the_cap_and_locks_release() {
     else {
         panic!("not held")
     };
-    let ExtendOutcome::Extended { expires_at_ms: extended } =
+    let ExtendOutcome::Extended { expires_at_ms: extended, seats } =
         store::extend(&mut conn, &env.keys, params.hold_id, alice, Duration::from_secs(600)).await.expect("extend")
     else {
         panic!("not extended")
     };
+    assert_eq!(seats, [env.seat(0)]);
     // Capped at creation + 30 s, far below now + 600 s.
     assert!(extended > first && extended <= first - 10_000 + 30_000 + 50, "{first} -> {extended}");
     let again =
         store::extend(&mut conn, &env.keys, params.hold_id, alice, Duration::from_secs(600)).await.expect("extend");
-    assert_eq!(again, ExtendOutcome::Extended { expires_at_ms: extended }, "a second extension changes nothing");
+    assert_eq!(again, ExtendOutcome::Extended { expires_at_ms: extended, seats }, "a second extension changes nothing");
     let release =
         store::release(&mut conn, &env.keys, params.hold_id, &alice.to_string(), false).await.expect("release");
     assert_eq!(release, ReleaseOutcome::Locked);

@@ -1,0 +1,36 @@
+//! Status enums of reservations, payments and bookings: explicit states, no boolean flags.
+//! Every change of state is a guarded `update ... where status = <expected>` in the repos.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a reservation (one checkout of one hold) is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
+#[sqlx(type_name = "reservation_status", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum ReservationStatus {
+    PaymentPending,
+    Confirmed,
+    Failed,
+    Expired,
+    Cancelled,
+}
+
+/// Where a payment is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
+#[sqlx(type_name = "payment_status", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Initiated,
+    Succeeded,
+    Failed,
+    Refunded,
+}
+
+/// Where a booking is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
+#[sqlx(type_name = "booking_status", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum BookingStatus {
+    Confirmed,
+    Cancelled,
+}

@@ -1,0 +1,6 @@
+//! RabbitMQ: the topology every process declares, the versioned messages, and publishing with
+//! publisher confirms. Business logic stays free of AMQP (DESIGN.md §5).
+
+pub mod messages;
+pub mod publisher;
+pub mod topology;

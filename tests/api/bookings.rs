@@ -1,0 +1,458 @@
+//! From hold to booking: checkout, the payment worker, refunds, cancellation, the sweeper, and
+//! the exactly-once and no-double-booking guarantees under redelivery, crashes and Redis loss.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use seatgate::messaging::messages::{PaymentAction, PaymentTask};
+use seatgate::payments::gateway::Charge;
+use seatgate::payments::service::{Outcome, handle_payment};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::helpers::{Res, TestApp, TestUser, test_config};
+
+struct Show {
+    id: String,
+    seats: Vec<String>,
+}
+
+async fn show(app: &TestApp, seats: u32) -> Show {
+    let showtime = app.seed_showtime(&[("A", seats, "standard")], 24).await;
+    let screen = app.get(&format!("/api/v1/screens/{}", showtime["screen_id"].as_str().expect("id")), None).await;
+    let screen = screen.json_status(200).await;
+    let seats =
+        screen["seats"].as_array().expect("seats").iter().map(|s| s["id"].as_str().unwrap_or("").to_owned()).collect();
+    Show { id: showtime["id"].as_str().expect("id").to_owned(), seats }
+}
+
+async fn hold(app: &TestApp, user: &TestUser, show: &Show, seats: &[usize]) -> String {
+    let ids: Vec<&String> = seats.iter().map(|i| &show.seats[*i]).collect();
+    let body = app
+        .post(&format!("/api/v1/showtimes/{}/holds", show.id), Some(&user.token), &json!({ "seat_ids": ids }))
+        .await
+        .json_status(201)
+        .await;
+    body["hold_id"].as_str().expect("hold id").to_owned()
+}
+
+async fn checkout(app: &TestApp, user: &TestUser, hold_id: &str, key: &str, token: &str) -> Res {
+    let res = app
+        .client
+        .post(app.url(&format!("/api/v1/holds/{hold_id}/checkout")))
+        .bearer_auth(&user.token)
+        .header("Idempotency-Key", key)
+        .json(&json!({ "payment_token": token }))
+        .send()
+        .await
+        .expect("sent");
+    Res(res)
+}
+
+/// Polls the reservation until its status is `want` (10 s at most).
+async fn wait_for(app: &TestApp, user: &TestUser, reservation: &str, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let body =
+            app.get(&format!("/api/v1/reservations/{reservation}"), Some(&user.token)).await.json_status(200).await;
+        if body["status"] == want {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "reservation stayed {}: {body}", body["status"]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn seat_status(app: &TestApp, show: &Show, i: usize) -> String {
+    let map = app.get(&format!("/api/v1/showtimes/{}/seats", show.id), None).await.json_status(200).await;
+    map["seats"][i]["status"].as_str().expect("status").to_owned()
+}
+
+async fn scalar(db: &PgPool, sql: &'static str, id: Uuid) -> i64 {
+    sqlx::query_scalar(sql).bind(id).fetch_one(db).await.expect("query")
+}
+
+fn uuid(v: &Value) -> Uuid {
+    v.as_str().expect("a uuid string").parse().expect("uuid")
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_paid_checkout_becomes_a_confirmed_booking_with_a_ticket_code(db: PgPool) {
+    // Arrange
+    let app = TestApp::spawn(db).await;
+    app.start_workers();
+    let show = show(&app, 4).await;
+    let alice = app.new_user().await;
+    let hold_id = hold(&app, &alice, &show, &[0, 1]).await;
+    // Act
+    let accepted = checkout(&app, &alice, &hold_id, "key-1", "tok_ok").await.json_status(202).await;
+    // Assert
+    assert_eq!((accepted["status"].as_str(), accepted["amount"].as_i64()), (Some("payment_pending"), Some(2000)));
+    let reservation = wait_for(&app, &alice, accepted["reservation_id"].as_str().expect("id"), "confirmed").await;
+    assert_eq!(reservation["payment_status"], "succeeded");
+    let booking_path = format!("/api/v1/bookings/{}", reservation["booking_id"].as_str().expect("booking id"));
+    let booking = app.get(&booking_path, Some(&alice.token)).await.json_status(200).await;
+    assert!(booking["ticket_code"].as_str().is_some_and(|c| c.starts_with("SG-")));
+    assert_eq!(booking["seat_ids"], json!([show.seats[0], show.seats[1]]));
+    assert_eq!(
+        (seat_status(&app, &show, 0).await, seat_status(&app, &show, 2).await),
+        ("sold".into(), "available".into())
+    );
+    let mine = app.get("/api/v1/bookings", Some(&alice.token)).await.json_status(200).await;
+    assert_eq!(mine["total"], 1);
+    // Nobody else sees it.
+    let bob = app.new_user().await;
+    app.get(&booking_path, Some(&bob.token)).await.problem(404).await;
+    let reservation_path = format!("/api/v1/reservations/{}", accepted["reservation_id"].as_str().expect("id"));
+    app.get(&reservation_path, Some(&bob.token)).await.problem(404).await;
+    assert_eq!(app.get("/api/v1/bookings", Some(&bob.token)).await.json_status(200).await["total"], 0);
+    // A sold seat cannot be held.
+    let path = format!("/api/v1/showtimes/{}/holds", show.id);
+    app.post(&path, Some(&bob.token), &json!({"seat_ids": [show.seats[0]]})).await.problem(409).await;
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_declined_payment_fails_the_reservation_and_frees_the_seats(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.start_workers();
+    let show = show(&app, 2).await;
+    let alice = app.new_user().await;
+    let hold_id = hold(&app, &alice, &show, &[0]).await;
+    let accepted = checkout(&app, &alice, &hold_id, "k", "tok_declined").await.json_status(202).await;
+    let reservation = wait_for(&app, &alice, accepted["reservation_id"].as_str().expect("id"), "failed").await;
+    assert!(reservation["failure_reason"].as_str().is_some_and(|r| r.contains("declined")), "{reservation}");
+    assert_eq!(reservation["payment_status"], "failed");
+    assert_eq!(seat_status(&app, &show, 0).await, "available");
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_transient_gateway_error_is_retried_until_it_succeeds(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.start_workers();
+    let show = show(&app, 2).await;
+    let alice = app.new_user().await;
+    let hold_id = hold(&app, &alice, &show, &[0]).await;
+    let accepted = checkout(&app, &alice, &hold_id, "k", "tok_flaky_2").await.json_status(202).await;
+    wait_for(&app, &alice, accepted["reservation_id"].as_str().expect("id"), "confirmed").await;
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_task_that_keeps_failing_is_dead_lettered_after_the_max_attempts(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    app.start_workers();
+    let show = show(&app, 2).await;
+    let alice = app.new_user().await;
+    let hold_id = hold(&app, &alice, &show, &[0]).await;
+    let accepted = checkout(&app, &alice, &hold_id, "k", "tok_error").await.json_status(202).await;
+    let dead = app.state.amqp.names().payments_dead.clone();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while app.queue_len(&dead).await == 0 {
+        assert!(Instant::now() < deadline, "nothing was dead-lettered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reservation = uuid(&accepted["reservation_id"]);
+    // Three deliveries (max attempts), nothing charged, the reservation still waits for its
+    // deadline (the sweeper settles it).
+    assert_eq!(scalar(&db, "select deliveries::bigint from payments where reservation_id = $1", reservation).await, 3);
+    let charged = scalar(&db, "select count(*) from gateway_charges g join payments p on p.id = g.payment_id where p.reservation_id = $1 and g.status = 'charged'", reservation).await;
+    assert_eq!(charged, 0);
+    assert_eq!(app.queue_len(&dead).await, 1);
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn cancelling_a_booking_frees_the_seats_and_refunds_the_payment(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.start_workers();
+    let show = show(&app, 2).await;
+    let (alice, bob) = (app.new_user().await, app.new_user().await);
+    let hold_id = hold(&app, &alice, &show, &[0]).await;
+    let accepted = checkout(&app, &alice, &hold_id, "k", "tok_ok").await.json_status(202).await;
+    let reservation_id = accepted["reservation_id"].as_str().expect("id").to_owned();
+    let reservation = wait_for(&app, &alice, &reservation_id, "confirmed").await;
+    let cancel = format!("/api/v1/bookings/{}/cancel", reservation["booking_id"].as_str().expect("id"));
+    // Someone else cannot cancel it.
+    app.call(Method::POST, &cancel, Some(&bob.token), None).await.problem(404).await;
+    // Act
+    let answer = app.call(Method::POST, &cancel, Some(&alice.token), None).await.json_status(202).await;
+    // Assert
+    assert_eq!(answer["status"], "cancelled");
+    assert_eq!(seat_status(&app, &show, 0).await, "available");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = wait_for(&app, &alice, &reservation_id, "cancelled").await;
+        if r["payment_status"] == "refunded" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never refunded: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.call(Method::POST, &cancel, Some(&alice.token), None).await.problem(409).await;
+    // The seat can be sold again.
+    let hold_id = hold(&app, &bob, &show, &[0]).await;
+    let accepted = checkout(&app, &bob, &hold_id, "k", "tok_ok").await.json_status(202).await;
+    wait_for(&app, &bob, accepted["reservation_id"].as_str().expect("id"), "confirmed").await;
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn checkout_with_the_same_key_returns_the_same_answer_and_one_reservation(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let show = show(&app, 2).await;
+    let alice = app.new_user().await;
+    let hold_id = hold(&app, &alice, &show, &[0]).await;
+    let first = checkout(&app, &alice, &hold_id, "same-key", "tok_ok").await.json_status(202).await;
+    let again = checkout(&app, &alice, &hold_id, "same-key", "tok_ok").await.json_status(202).await;
+    assert_eq!(first, again);
+    let count: i64 = sqlx::query_scalar("select count(*) from reservations").fetch_one(&db).await.expect("count");
+    assert_eq!(count, 1);
+    // The same key with another body is refused; another key for the same hold is a conflict.
+    let other_body = checkout(&app, &alice, &hold_id, "same-key", "tok_declined").await.problem(422).await;
+    assert_eq!(other_body.errors[0].field, "Idempotency-Key");
+    checkout(&app, &alice, &hold_id, "other-key", "tok_ok").await.problem(409).await;
+    // The hold is checked out: it cannot be released any more.
+    app.delete(&format!("/api/v1/holds/{hold_id}"), Some(&alice.token)).await.problem(409).await;
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn checkout_needs_a_key_the_owner_and_a_live_hold(db: PgPool) {
+    let mut config = test_config();
+    config.holds.ttl = Duration::from_secs(1);
+    let app = TestApp::spawn_with(db, config).await;
+    let show = show(&app, 2).await;
+    let (alice, bob) = (app.new_user().await, app.new_user().await);
+    let hold_id = hold(&app, &alice, &show, &[0]).await;
+    let path = format!("/api/v1/holds/{hold_id}/checkout");
+    let no_key = app.post(&path, Some(&alice.token), &json!({"payment_token": "tok_ok"})).await;
+    assert_eq!(no_key.problem(422).await.errors[0].field, "Idempotency-Key");
+    checkout(&app, &bob, &hold_id, "k", "tok_ok").await.problem(404).await;
+    checkout(&app, &alice, &Uuid::now_v7().to_string(), "k", "tok_ok").await.problem(404).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let res = app.get(&format!("/api/v1/holds/{hold_id}"), Some(&alice.token)).await;
+        if res.status() == 410 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let problem = checkout(&app, &alice, &hold_id, "k2", "tok_ok").await.problem(410).await;
+    assert_eq!(problem.code, "hold_expired");
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_task_delivered_twice_charges_once_and_books_once(db: PgPool) {
+    // Arrange: a checkout whose task is queued, then the same task published again by hand.
+    let app = TestApp::spawn(db.clone()).await;
+    let show = show(&app, 2).await;
+    let alice = app.new_user().await;
+    let hold_id = hold(&app, &alice, &show, &[0, 1]).await;
+    let accepted = checkout(&app, &alice, &hold_id, "k", "tok_ok").await.json_status(202).await;
+    let reservation = uuid(&accepted["reservation_id"]);
+    let payment: Uuid = sqlx::query_scalar("select id from payments where reservation_id = $1")
+        .bind(reservation)
+        .fetch_one(&db)
+        .await
+        .expect("payment");
+    let task = PaymentTask::new(PaymentAction::Charge, payment, reservation);
+    seatgate::checkout::service::publish_task(&app.state, &task).await.expect("published again");
+    assert_eq!(app.queue_len(&app.state.amqp.names().payments.clone()).await, 2);
+    // Act
+    app.start_workers();
+    wait_for(&app, &alice, &reservation.to_string(), "confirmed").await;
+    let queue = app.state.amqp.names().payments.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.queue_len(&queue).await > 0 {
+        assert!(Instant::now() < deadline, "queue never drained");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Assert
+    assert_eq!(scalar(&db, "select count(*) from gateway_charges where payment_id = $1", payment).await, 1);
+    assert_eq!(scalar(&db, "select count(*) from bookings where reservation_id = $1", reservation).await, 1);
+    let booked = scalar(
+        &db,
+        "select count(*) from booked_seats b join bookings k on k.id = b.booking_id where k.reservation_id = $1",
+        reservation,
+    )
+    .await;
+    assert_eq!(booked, 2);
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_worker_that_died_between_charge_and_commit_books_once_on_redelivery(db: PgPool) {
+    // Arrange: the first worker charged, then died before its transaction committed.
+    let app = TestApp::spawn(db.clone()).await;
+    let show = show(&app, 2).await;
+    let alice = app.new_user().await;
+    let hold_id = hold(&app, &alice, &show, &[0]).await;
+    let accepted = checkout(&app, &alice, &hold_id, "k", "tok_ok").await.json_status(202).await;
+    let reservation = uuid(&accepted["reservation_id"]);
+    let (payment, amount): (Uuid, i64) =
+        sqlx::query_as("select id, amount_minor from payments where reservation_id = $1")
+            .bind(reservation)
+            .fetch_one(&db)
+            .await
+            .expect("payment");
+    let ctx = seatgate::worker::context(app.state.clone());
+    ctx.gateway
+        .charge(Charge { payment_id: payment, amount_minor: amount, currency: "EUR", token: "tok_ok" })
+        .await
+        .expect("charged");
+    // Act: the redelivered task, twice for good measure.
+    let task = PaymentTask::new(PaymentAction::Charge, payment, reservation);
+    let first = handle_payment(&ctx, &task).await.expect("handled");
+    let second = handle_payment(&ctx, &task).await.expect("handled");
+    // Assert
+    assert!(matches!(first, Outcome::Confirmed { .. }), "{first:?}");
+    assert!(matches!(second, Outcome::Skipped(_)), "{second:?}");
+    assert_eq!(
+        scalar(&db, "select count(*) from gateway_charges where payment_id = $1 and status = 'charged'", payment).await,
+        1
+    );
+    assert_eq!(scalar(&db, "select count(*) from bookings where reservation_id = $1", reservation).await, 1);
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn when_redis_loses_every_key_two_buyers_of_one_seat_end_with_one_booking_and_one_refund(db: PgPool) {
+    // Arrange: alice holds and checks out A1; Redis loses the showtime; bob holds A1 too.
+    let app = TestApp::spawn(db.clone()).await;
+    let show = show(&app, 2).await;
+    let (alice, bob) = (app.new_user().await, app.new_user().await);
+    let alice_hold = hold(&app, &alice, &show, &[0]).await;
+    let alice_res =
+        uuid(&checkout(&app, &alice, &alice_hold, "k", "tok_ok").await.json_status(202).await["reservation_id"]);
+    let wipe = || async {
+        let keys = app.state.keys.showtime(show.id.parse().expect("uuid"));
+        let mut conn = app.state.redis.get().await.expect("redis");
+        let _: () = deadpool_redis::redis::cmd("DEL")
+            .arg(&keys.holds)
+            .arg(&keys.expiry)
+            .arg(&keys.info)
+            .arg(&keys.users)
+            .arg(&keys.sold)
+            .arg(&keys.meta)
+            .query_async(&mut conn)
+            .await
+            .expect("del");
+    };
+    wipe().await;
+    let bob_hold = hold(&app, &bob, &show, &[0]).await;
+    let bob_res = uuid(&checkout(&app, &bob, &bob_hold, "k", "tok_ok").await.json_status(202).await["reservation_id"]);
+    // Act: bob's payment is processed first; then Redis loses everything again, so alice's
+    // claim finds the seat free and only PostgreSQL's primary key stands in the way.
+    let ctx = seatgate::worker::context(app.state.clone());
+    let payment_of = |r: Uuid| {
+        let db = db.clone();
+        async move {
+            let id: Uuid = sqlx::query_scalar("select id from payments where reservation_id = $1")
+                .bind(r)
+                .fetch_one(&db)
+                .await
+                .expect("payment");
+            PaymentTask::new(PaymentAction::Charge, id, r)
+        }
+    };
+    let bob_outcome = handle_payment(&ctx, &payment_of(bob_res).await).await.expect("bob");
+    wipe().await;
+    let alice_outcome = handle_payment(&ctx, &payment_of(alice_res).await).await.expect("alice");
+    // Assert
+    assert!(matches!(bob_outcome, Outcome::Confirmed { .. }), "{bob_outcome:?}");
+    assert!(matches!(alice_outcome, Outcome::RefundedAfterCharge { .. }), "{alice_outcome:?}");
+    let seat: Uuid = show.seats[0].parse().expect("uuid");
+    assert_eq!(scalar(&db, "select count(*) from booked_seats where seat_id = $1", seat).await, 1);
+    let alice_view = wait_for(&app, &alice, &alice_res.to_string(), "failed").await;
+    assert_eq!(alice_view["payment_status"], "refunded");
+    assert!(alice_view["failure_reason"].as_str().is_some_and(|r| r.contains("already sold")), "{alice_view}");
+    let refunded = scalar(&db, "select count(*) from gateway_charges g join payments p on p.id = g.payment_id where p.reservation_id = $1 and g.status = 'refunded'", alice_res).await;
+    assert_eq!(refunded, 1);
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_late_payment_for_seats_someone_else_holds_is_refunded_not_booked(db: PgPool) {
+    // Alice checks out, Redis forgets her hold, bob holds the seat: her claim loses.
+    let app = TestApp::spawn(db.clone()).await;
+    let show = show(&app, 2).await;
+    let (alice, bob) = (app.new_user().await, app.new_user().await);
+    let alice_hold = hold(&app, &alice, &show, &[0]).await;
+    let alice_res =
+        uuid(&checkout(&app, &alice, &alice_hold, "k", "tok_ok").await.json_status(202).await["reservation_id"]);
+    let keys = app.state.keys.showtime(show.id.parse().expect("uuid"));
+    let mut conn = app.state.redis.get().await.expect("redis");
+    let _: () = deadpool_redis::redis::cmd("DEL")
+        .arg(&keys.holds)
+        .arg(&keys.info)
+        .arg(&keys.expiry)
+        .arg(&keys.users)
+        .query_async(&mut conn)
+        .await
+        .expect("del");
+    hold(&app, &bob, &show, &[0]).await;
+    app.start_workers();
+    let view = wait_for(&app, &alice, &alice_res.to_string(), "failed").await;
+    assert_eq!(view["payment_status"], "refunded");
+    assert!(view["failure_reason"].as_str().is_some_and(|r| r.contains("taken by someone else")), "{view}");
+    assert_eq!(seat_status(&app, &show, 0).await, "held", "bob keeps his hold");
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn the_sweeper_expires_an_abandoned_checkout(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let show = show(&app, 2).await;
+    let alice = app.new_user().await;
+    let hold_id = hold(&app, &alice, &show, &[0]).await;
+    let accepted = checkout(&app, &alice, &hold_id, "k", "tok_ok").await.json_status(202).await;
+    let reservation = uuid(&accepted["reservation_id"]);
+    // The task is lost and the deadline passes.
+    app.purge(&app.state.amqp.names().payments.clone()).await;
+    sqlx::query("update reservations set deadline = now() - interval '1 second' where id = $1")
+        .bind(reservation)
+        .execute(&db)
+        .await
+        .expect("moved the deadline");
+    let pass = seatgate::worker::sweeper::sweep_once(&app.state).await;
+    assert_eq!(pass.reservations_expired, 1);
+    let view = wait_for(&app, &alice, &reservation.to_string(), "expired").await;
+    assert_eq!(view["payment_status"], "failed");
+    assert_eq!(seat_status(&app, &show, 0).await, "available");
+    // A second sweeper pass (or a second sweeper) changes nothing.
+    assert_eq!(seatgate::worker::sweeper::sweep_once(&app.state).await.reservations_expired, 0);
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn the_sweeper_republishes_a_payment_task_that_was_lost(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let show = show(&app, 2).await;
+    let alice = app.new_user().await;
+    let hold_id = hold(&app, &alice, &show, &[0]).await;
+    let accepted = checkout(&app, &alice, &hold_id, "k", "tok_ok").await.json_status(202).await;
+    let reservation = uuid(&accepted["reservation_id"]);
+    let queue = app.state.amqp.names().payments.clone();
+    app.purge(&queue).await;
+    sqlx::query("update payments set updated_at = now() - interval '1 hour' where reservation_id = $1")
+        .bind(reservation)
+        .execute(&db)
+        .await
+        .expect("aged the payment");
+    let pass = seatgate::worker::sweeper::sweep_once(&app.state).await;
+    assert_eq!(pass.payments_republished, 1);
+    assert_eq!(app.queue_len(&queue).await, 1);
+    app.start_workers();
+    wait_for(&app, &alice, &reservation.to_string(), "confirmed").await;
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn checkout_while_the_broker_is_down_is_503_and_leaves_a_reservation_for_the_sweeper(db: PgPool) {
+    let mut config = test_config();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    config.amqp.url = seatgate::config::Secret::new(format!("amqp://guest:guest@127.0.0.1:{closed}/%2f"));
+    let app = TestApp::spawn_with(db.clone(), config).await;
+    let show = show(&app, 2).await;
+    let alice = app.new_user().await;
+    let hold_id = hold(&app, &alice, &show, &[0]).await;
+    let problem = checkout(&app, &alice, &hold_id, "k", "tok_ok").await.problem(503).await;
+    assert_eq!(problem.code, "service_unavailable");
+    let pending: i64 = sqlx::query_scalar("select count(*) from reservations where status = 'payment_pending'")
+        .fetch_one(&db)
+        .await
+        .expect("count");
+    assert_eq!(pending, 1, "the reservation waits for the sweeper (republish, or expiry at its deadline)");
+}
