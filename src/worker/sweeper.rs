@@ -27,6 +27,7 @@ pub struct Sweep {
     pub reservations_expired: u64,
     pub payments_republished: u64,
     pub refunds_republished: u64,
+    pub idempotency_keys_deleted: u64,
 }
 
 /// Runs passes every `SEATGATE_SWEEP_INTERVAL_SECS` until `stop`.
@@ -63,6 +64,14 @@ pub async fn sweep_once(state: &AppState) -> Sweep {
             pass.refunds_republished = refunds;
         }
         Err(e) => tracing::warn!(error = %format!("{e:#}"), "republishing payments failed"),
+    }
+    // Stored answers of `Idempotency-Key` requests are kept for a day.
+    let deleted = sqlx::query("delete from idempotency_keys where created_at < now() - interval '24 hours'")
+        .execute(&state.db)
+        .await;
+    match deleted {
+        Ok(done) => pass.idempotency_keys_deleted = done.rows_affected(),
+        Err(e) => tracing::warn!(error = %e, "deleting old idempotency keys failed"),
     }
     pass
 }

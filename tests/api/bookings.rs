@@ -415,6 +415,12 @@ async fn the_sweeper_expires_an_abandoned_checkout(db: PgPool) {
     assert_eq!(seat_status(&app, &show, 0).await, "available");
     // A second sweeper pass (or a second sweeper) changes nothing.
     assert_eq!(seatgate::worker::sweeper::sweep_once(&app.state).await.reservations_expired, 0);
+    // Day-old idempotency answers are cleaned up; fresh ones stay.
+    sqlx::query("update idempotency_keys set created_at = now() - interval '25 hours'")
+        .execute(&db)
+        .await
+        .expect("aged");
+    assert_eq!(seatgate::worker::sweeper::sweep_once(&app.state).await.idempotency_keys_deleted, 1);
 }
 
 #[sqlx::test(migrator = "seatgate::MIGRATOR")]
