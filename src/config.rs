@@ -92,6 +92,11 @@ pub struct AuthConfig {
     pub token_ttl: Duration,
     /// `SEATGATE_ADMIN_EMAIL` and `SEATGATE_ADMIN_PASSWORD`: the first admin, made at start-up.
     pub admin: Option<AdminSeed>,
+    /// `SEATGATE_ACCOUNT_CACHE_MS`: how long an instance trusts its knowledge that an account
+    /// exists and has a role (0: ask PostgreSQL on every request).
+    pub account_cache: Duration,
+    /// `SEATGATE_LOGIN_ATTEMPTS_PER_MINUTE`: login attempts per email and minute before 429.
+    pub login_attempts_per_minute: u32,
 }
 
 /// The admin account created (or promoted) at start-up.
@@ -252,6 +257,8 @@ impl Config {
             jwt_secret_generated,
             token_ttl: Duration::from_secs(positive(env, "SEATGATE_TOKEN_TTL_SECS", 3600)?),
             admin,
+            account_cache: Duration::from_millis(var_or(env, "SEATGATE_ACCOUNT_CACHE_MS", 5000)?),
+            login_attempts_per_minute: positive(env, "SEATGATE_LOGIN_ATTEMPTS_PER_MINUTE", 10)?,
         };
         let holds = HoldConfig {
             ttl: Duration::from_secs(positive(env, "SEATGATE_HOLD_TTL_SECS", 300)?),

@@ -20,6 +20,8 @@ pub struct AppState {
     pub amqp: Arc<Amqp>,
     pub jwt: Arc<JwtKeys>,
     pub config: Arc<Config>,
+    /// Which accounts exist and their roles, cached briefly for the extractors.
+    pub accounts: Arc<crate::auth::accounts::AccountCache>,
     /// Showtime layouts, immutable once created, cached in process for the hold path.
     pub layouts: Arc<crate::holds::layout::LayoutCache>,
     draining: Arc<AtomicBool>,
@@ -42,8 +44,9 @@ impl AppState {
             keys,
             amqp,
             jwt,
-            config: Arc::new(config),
+            accounts: Arc::new(crate::auth::accounts::AccountCache::new(config.auth.account_cache)),
             layouts: Arc::default(),
+            config: Arc::new(config),
             draining: Arc::new(AtomicBool::new(false)),
         }
     }

@@ -1,6 +1,6 @@
 //! Extractors for the caller: [`AuthUser`] (any valid token) and [`AdminUser`] (role admin).
 
-use std::future::{Ready, ready};
+use futures_util::future::LocalBoxFuture;
 
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
@@ -27,7 +27,8 @@ impl AuthUser {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AdminUser(pub AuthUser);
 
-fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
+/// Checks the token (signature, algorithm, expiry); no I/O.
+fn verify_token(req: &HttpRequest) -> Result<(web::Data<AppState>, AuthUser), ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("AppState is not registered")))?;
@@ -45,25 +46,44 @@ fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
     })?;
     let user = AuthUser { id: claims.sub, role: claims.role };
     tracing::Span::current().record("user.id", tracing::field::display(user.id));
-    Ok(user)
+    Ok((state.clone(), user))
+}
+
+/// A valid token of an account that still exists, with the account's current role.
+async fn authenticate(state: web::Data<AppState>, user: AuthUser) -> Result<AuthUser, ApiError> {
+    match state.accounts.role_of(&state.db, user.id).await? {
+        Some(role) => Ok(AuthUser { id: user.id, role }),
+        None => Err(ApiError::Unauthorized("the account of this token no longer exists")),
+    }
 }
 
 impl FromRequest for AuthUser {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req))
+        let verified = verify_token(req);
+        Box::pin(async move {
+            let (state, user) = verified?;
+            authenticate(state, user).await
+        })
     }
 }
 
 impl FromRequest for AdminUser {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req).and_then(|user| {
+        // The token's role decides at once (so the refusal comes before any body error); the
+        // account's current role can only take rights away.
+        let verified = verify_token(req).and_then(|(state, user)| {
+            if user.is_admin() { Ok((state, user)) } else { Err(ApiError::Forbidden("admin role required")) }
+        });
+        Box::pin(async move {
+            let (state, user) = verified?;
+            let user = authenticate(state, user).await?;
             if user.is_admin() { Ok(AdminUser(user)) } else { Err(ApiError::Forbidden("admin role required")) }
-        }))
+        })
     }
 }

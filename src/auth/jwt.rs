@@ -70,9 +70,13 @@ impl JwtKeys {
         Ok(encode(&self.header, &claims, &self.encoding)?)
     }
 
-    /// Checks signature, algorithm and expiry.
+    /// Checks signature, algorithm, expiry, and that it was not issued in the future.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        Ok(decode::<Claims>(token.as_bytes(), &self.decoding, &self.validation)?.claims)
+        let claims = decode::<Claims>(token.as_bytes(), &self.decoding, &self.validation)?.claims;
+        if claims.iat > chrono::Utc::now().timestamp() + self.validation.leeway as i64 {
+            return Err(TokenError(jsonwebtoken::errors::ErrorKind::ImmatureSignature.into()));
+        }
+        Ok(claims)
     }
 }
 
@@ -87,6 +91,8 @@ mod tests {
             jwt_secret_generated: false,
             token_ttl: Duration::from_secs(60),
             admin: None,
+            account_cache: Duration::ZERO,
+            login_attempts_per_minute: 10,
         })
     }
 

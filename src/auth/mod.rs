@@ -2,6 +2,7 @@
 //! admin. Passwords are argon2id hashes; tokens are JWTs signed with the configured algorithm
 //! only (HS256), so `alg: none` and algorithm confusion are refused.
 
+pub mod accounts;
 pub mod extract;
 pub mod jwt;
 pub mod password;

@@ -136,6 +136,9 @@ pub async fn register(state: &AppState, req: RegisterRequest) -> Result<AuthResp
 pub async fn login(state: &AppState, req: LoginRequest) -> Result<AuthResponse, ApiError> {
     const REFUSED: ApiError = ApiError::Unauthorized("invalid email or password");
     let email = parse_email(&req.email).ok();
+    if let Some(email) = &email {
+        throttle_login(state, email).await?;
+    }
     let user = match &email {
         Some(email) => repo::find_user_by_email(&mut *state.db.acquire().await?, email).await?,
         None => None,
@@ -147,6 +150,34 @@ pub async fn login(state: &AppState, req: LoginRequest) -> Result<AuthResponse, 
     match user {
         Some(user) if ok => answer(state, user),
         _ => Err(REFUSED),
+    }
+}
+
+/// At most `SEATGATE_LOGIN_ATTEMPTS_PER_MINUTE` attempts per email and minute, across all
+/// instances (counted in Redis). If Redis is down, logins are not throttled rather than refused.
+async fn throttle_login(state: &AppState, email: &str) -> Result<(), ApiError> {
+    use deadpool_redis::redis;
+    let key = format!("{}:login:{}", state.keys.prefix(), crate::checkout::idempotency::fingerprint(&[email]));
+    let counted: anyhow::Result<(i64, i64)> = async {
+        let mut conn = state.redis.get().await?;
+        let (count, ttl): (i64, i64) =
+            redis::pipe().atomic().incr(&key, 1).cmd("TTL").arg(&key).query_async(&mut conn).await?;
+        if ttl < 0 {
+            let _: () = redis::cmd("EXPIRE").arg(&key).arg(60).query_async(&mut conn).await?;
+        }
+        Ok((count, ttl.max(1)))
+    }
+    .await;
+    match counted {
+        Ok((count, ttl)) if count > i64::from(state.config.auth.login_attempts_per_minute) => {
+            metrics::counter!("seatgate_login_throttled_total").increment(1);
+            Err(ApiError::RateLimited { retry_after_secs: ttl as u64 })
+        }
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::warn!(error = %e, "login throttle unavailable");
+            Ok(())
+        }
     }
 }
 

@@ -42,6 +42,7 @@ pub fn test_config() -> Config {
     config.redis.key_prefix = format!("t{id}");
     config.amqp.namespace = format!("t{id}");
     config.amqp.queue_expires = Some(Duration::from_secs(300));
+    config.auth.account_cache = Duration::ZERO;
     config.workers.payment_latency = Duration::from_millis(5);
     config.workers.payment_retry_base = Duration::from_millis(100);
     config.workers.payment_max_attempts = 3;

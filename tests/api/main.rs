@@ -10,3 +10,4 @@ mod holds;
 mod ops;
 mod problems;
 mod scripts;
+mod security;
