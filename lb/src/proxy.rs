@@ -1,0 +1,313 @@
+//! The request path: rate limit, size limit, header rewrite, choose an upstream, send, relay.
+//!
+//! Retry policy — what is sent again, and when:
+//! - Any method, body or not, is retried on another upstream when it provably never left the lb:
+//!   the TCP connect was refused, reset or timed out, or hyper handed the request back because a
+//!   pooled connection turned out to be closed before a byte was written.
+//! - `GET` and `HEAD` without a body (idempotent, and rebuildable from their head) are also
+//!   retried when the connection fails after sending but before any response arrived (typically
+//!   a keep-alive connection the upstream closed at the same moment).
+//! - Nothing else is retried: a `POST` (or any request with a body) that an upstream may have
+//!   received gets 502 if that upstream fails, never a replay. A request that timed out waiting
+//!   for response headers gets 504 and is not retried either (the upstream may still be working
+//!   on it, and a slow upstream should not get twice the load).
+//! - At most `SEATGATE_LB_MAX_ATTEMPTS` upstreams are tried (3), each one once.
+//!
+//! The request timeout bounds the wait for response headers only; the body then streams for as
+//! long as the upstream sends it, so server-sent events are not cut.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use hyper::body::Incoming;
+
+use crate::body::{BodyTooLarge, Lease, ReqBody, RespBody};
+use crate::config::{Config, IpNet};
+use crate::headers::{self, X_REQUEST_ID};
+use crate::pool::{self, Sender};
+use crate::ratelimit::RateLimiter;
+use crate::select::Selector;
+use crate::stats::{LbError, Stats};
+use crate::upstream::{Backend, InFlight, Upstreams};
+
+/// Everything a request needs, shared by all connections.
+pub struct Proxy {
+    pub(crate) upstreams: Arc<Upstreams>,
+    pub(crate) selector: Selector,
+    pub(crate) limiter: Option<Arc<RateLimiter>>,
+    pub(crate) stats: Arc<Stats>,
+    trusted_proxies: Vec<IpNet>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    max_body_bytes: u64,
+    max_attempts: usize,
+}
+
+/// How one attempt on one upstream ended.
+enum Attempt {
+    /// Response headers arrived on this connection.
+    Answered(Response<Incoming>, Sender),
+    /// Nothing was written: connect refused, reset or timed out, or a fresh connection closed
+    /// before the request went out. The request is handed back intact.
+    NotSent(Request<ReqBody>),
+    /// The request was (or may have been) written, then the connection failed before a response.
+    AfterSend(hyper::Error),
+    /// No response headers within the request timeout.
+    TimedOut,
+}
+
+impl Proxy {
+    /// Builds the request path from the configuration and the shared upstream set.
+    pub fn new(
+        config: &Config,
+        upstreams: Arc<Upstreams>,
+        limiter: Option<Arc<RateLimiter>>,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Self {
+            upstreams,
+            selector: Selector::new(config.strategy),
+            limiter,
+            stats,
+            trusted_proxies: config.trusted_proxies.clone(),
+            connect_timeout: config.connect_timeout,
+            request_timeout: config.request_timeout,
+            max_body_bytes: config.max_body_bytes,
+            max_attempts: config.max_attempts,
+        }
+    }
+
+    /// Proxies one client request from `peer`. Never fails: every problem becomes a response.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<RespBody> {
+        let request_id = headers::request_id(req.headers());
+
+        if let Some(limiter) = &self.limiter {
+            let client = headers::client_ip(peer.ip(), req.headers(), &self.trusted_proxies);
+            if let Err(retry_after) = limiter.check(client) {
+                self.stats.rate_limited.increment(1);
+                let mut res = self.problem(
+                    LbError::RateLimited,
+                    &format!("rate limit exceeded; retry in {retry_after} s"),
+                    &request_id,
+                );
+                res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                return res;
+            }
+        }
+
+        if content_length(req.headers()).is_some_and(|len| len > self.max_body_bytes) {
+            return self.too_large(&request_id);
+        }
+
+        let (mut parts, body) = req.into_parts();
+        let body = if body.is_end_stream() { ReqBody::Empty } else { ReqBody::limited(body, self.max_body_bytes) };
+        let bodyless = matches!(body, ReqBody::Empty);
+
+        headers::strip_hop_by_hop(&mut parts.headers);
+        // hyper already answered any `Expect: 100-continue` to the client when it read the body.
+        parts.headers.remove(header::EXPECT);
+        headers::set_forwarded(&mut parts.headers, peer.ip(), &self.trusted_proxies);
+        parts.headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+        // Keep-alive to upstreams needs HTTP/1.1 whatever the client spoke.
+        parts.version = Version::HTTP_11;
+        let host_missing = !parts.headers.contains_key(header::HOST);
+        let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
+
+        // Only bodyless GET/HEAD may be sent twice; keep what is needed to rebuild them.
+        let replay = (bodyless && matches!(parts.method, Method::GET | Method::HEAD))
+            .then(|| (parts.method.clone(), parts.headers.clone()));
+
+        let mut req = Request::from_parts(parts, body);
+        let mut tried: Vec<usize> = Vec::new();
+        let mut failed_after_send = false;
+        while tried.len() < self.max_attempts {
+            let backend = {
+                let live = self.upstreams.live();
+                self.selector.pick(&live, &tried)
+            };
+            let Some(backend) = backend else { break };
+            if !tried.is_empty() {
+                self.stats.retries.increment(1);
+            }
+            tried.push(backend.index);
+            prepare_for(&mut req, &backend, &path, host_missing);
+
+            let in_flight = InFlight::new(&backend);
+            match self.send(&backend, req).await {
+                Attempt::Answered(response, sender) => {
+                    self.upstreams.record_success(&backend);
+                    return self.relay(response, backend, sender, in_flight, &request_id);
+                }
+                Attempt::NotSent(unsent) => {
+                    self.upstreams.record_connect_failure(&backend);
+                    req = unsent;
+                }
+                Attempt::AfterSend(e) => {
+                    if is_body_too_large(&e) {
+                        return self.too_large(&request_id);
+                    }
+                    tracing::warn!(upstream = %backend.url, error = %e, "upstream failed before responding");
+                    let connection_broke = e.is_closed() || e.is_incomplete_message() || e.is_canceled();
+                    match &replay {
+                        Some((method, headers)) if connection_broke => {
+                            self.upstreams.record_connect_failure(&backend);
+                            req = rebuild(method, headers, &path);
+                            failed_after_send = true;
+                        }
+                        _ => {
+                            return self.problem(
+                                LbError::BadGateway,
+                                "the upstream failed while handling the request",
+                                &request_id,
+                            );
+                        }
+                    }
+                }
+                Attempt::TimedOut => {
+                    tracing::warn!(
+                        upstream = %backend.url,
+                        timeout_ms = self.request_timeout.as_millis(),
+                        "upstream did not answer in time"
+                    );
+                    return self.problem(LbError::GatewayTimeout, "the upstream did not answer in time", &request_id);
+                }
+            }
+        }
+
+        let detail = if tried.is_empty() {
+            "no healthy upstream is available"
+        } else if failed_after_send {
+            "the upstreams failed before responding"
+        } else {
+            "no upstream could be reached"
+        };
+        self.problem(LbError::BadGateway, detail, &request_id)
+    }
+
+    /// Sends `req` to `backend` on an idle pooled connection or a new one. A pooled connection
+    /// found dead before anything was written is discarded and the next one tried, on the same
+    /// upstream: that is staleness, not a failure of the upstream.
+    async fn send(&self, backend: &Backend, mut req: Request<ReqBody>) -> Attempt {
+        loop {
+            let (mut sender, reused) = match backend.pool.take() {
+                Some(sender) => (sender, true),
+                None => match pool::connect(&backend.url, self.connect_timeout).await {
+                    Ok(sender) => (sender, false),
+                    Err(e) => {
+                        tracing::warn!(upstream = %backend.url, error = %e, "cannot connect to upstream");
+                        return Attempt::NotSent(req);
+                    }
+                },
+            };
+            match tokio::time::timeout(self.request_timeout, sender.try_send_request(req)).await {
+                Ok(Ok(response)) => return Attempt::Answered(response, sender),
+                Ok(Err(mut e)) => match e.take_message() {
+                    Some(unsent) if reused => req = unsent,
+                    Some(unsent) => {
+                        tracing::warn!(upstream = %backend.url, error = %e.error(), "new upstream connection closed before use");
+                        return Attempt::NotSent(unsent);
+                    }
+                    None => return Attempt::AfterSend(e.into_error()),
+                },
+                Err(_elapsed) => return Attempt::TimedOut,
+            }
+        }
+    }
+
+    /// Hands the upstream's response to the client: hop-by-hop headers dropped, body streamed.
+    fn relay(
+        &self,
+        response: Response<Incoming>,
+        backend: Arc<Backend>,
+        sender: Sender,
+        in_flight: InFlight,
+        request_id: &HeaderValue,
+    ) -> Response<RespBody> {
+        let (mut parts, body) = response.into_parts();
+        backend.stats.response(parts.status);
+        headers::strip_hop_by_hop(&mut parts.headers);
+        if !parts.headers.contains_key(&X_REQUEST_ID) {
+            parts.headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+        }
+        let lease = Lease { backend, sender, _in_flight: in_flight };
+        Response::from_parts(parts, RespBody::upstream(body, lease))
+    }
+
+    fn too_large(&self, request_id: &HeaderValue) -> Response<RespBody> {
+        self.problem(
+            LbError::PayloadTooLarge,
+            &format!("the request body is larger than {} bytes", self.max_body_bytes),
+            request_id,
+        )
+    }
+
+    fn problem(&self, error: LbError, detail: &str, request_id: &HeaderValue) -> Response<RespBody> {
+        self.stats.error(error);
+        let mut res = problem(error.status(), error.code(), detail);
+        res.headers_mut().insert(X_REQUEST_ID.clone(), request_id.clone());
+        res
+    }
+}
+
+/// An RFC 9457 problem document, the error shape of the whole seatgate API.
+pub fn problem(status: StatusCode, code: &str, detail: &str) -> Response<RespBody> {
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+        "code": code,
+    });
+    let mut res = Response::new(RespBody::full(body.to_string()));
+    *res.status_mut() = status;
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    res
+}
+
+/// Points the request at `backend`: its path prefix, and its authority as `Host` if the client
+/// sent none.
+fn prepare_for(req: &mut Request<ReqBody>, backend: &Backend, path: &str, host_missing: bool) {
+    let prefix = &backend.url.path_prefix;
+    let needs_rewrite = !prefix.is_empty() || req.uri().scheme().is_some() || req.uri().path_and_query().is_none();
+    if needs_rewrite {
+        let target = format!("{prefix}{path}");
+        if let Ok(uri) = target.parse::<Uri>() {
+            *req.uri_mut() = uri;
+        }
+    }
+    if host_missing {
+        req.headers_mut().insert(header::HOST, backend.host_header.clone());
+    }
+}
+
+/// A bodyless GET/HEAD again, for a retry after a send failure. The path is set by
+/// [`prepare_for`] before it is sent.
+fn rebuild(method: &Method, headers: &HeaderMap, path: &str) -> Request<ReqBody> {
+    let mut req = Request::new(ReqBody::Empty);
+    if let Ok(uri) = path.parse::<Uri>() {
+        *req.uri_mut() = uri;
+    }
+    *req.method_mut() = method.clone();
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = headers.clone();
+    req
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+fn is_body_too_large(error: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<BodyTooLarge>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
