@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite against real PostgreSQL, Redis and RabbitMQ (started here if down).
-# Each test makes its own database, Redis key prefix and AMQP names, so tests run in parallel.
+# The whole test suite against real PostgreSQL, Redis and RabbitMQ (started here if down):
+# unit and integration tests (each test makes its own database, Redis key prefix and AMQP
+# names, so tests run in parallel), then a bounded schemathesis run over the OpenAPI document
+# (scripts/fuzz.sh; skip it with FUZZ=0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-services.sh
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 cargo test --workspace --all-targets --locked "$@"
+if [ "${FUZZ:-1}" != "0" ]; then
+  scripts/fuzz.sh
+fi

@@ -43,6 +43,8 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("{0}")]
     NotFound(&'static str),
+    #[error("this resource does not support that method")]
+    MethodNotAllowed(Vec<String>),
     #[error("{0}")]
     Conflict(String),
     #[error("some seats are not available")]
@@ -73,6 +75,7 @@ impl ApiError {
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Conflict(_) => "conflict",
             Self::SeatsUnavailable(_) => "seats_unavailable",
             Self::HoldExpired => "hold_expired",
@@ -93,6 +96,7 @@ impl ResponseError for ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) | Self::SeatsUnavailable(_) => StatusCode::CONFLICT,
             Self::HoldExpired => StatusCode::GONE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -131,6 +135,9 @@ impl ResponseError for ApiError {
             }
             Self::Unavailable(_) => {
                 res.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            Self::MethodNotAllowed(methods) => {
+                res.insert_header((header::ALLOW, methods.join(", ")));
             }
             _ => {}
         }
@@ -217,9 +224,14 @@ pub fn query_config() -> web::QueryConfig {
     })
 }
 
-/// Answer for routes that do not exist.
-pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::NotFound("no such resource"))
+/// Answer for requests no route took: 405 naming the allowed methods when the path exists
+/// (`routes` lists each path pattern with its methods), else 404.
+pub fn no_route(routes: &[(actix_web::dev::ResourceDef, Vec<String>)], req: &HttpRequest) -> ApiError {
+    let path = req.path();
+    match routes.iter().find(|(def, _)| def.is_match(path)) {
+        Some((_, methods)) => ApiError::MethodNotAllowed(methods.clone()),
+        None => ApiError::NotFound("no such resource"),
+    }
 }
 
 /// Result type of handlers.

@@ -1,8 +1,13 @@
 //! The OpenAPI document, generated from the handlers' annotations, served at `/openapi.json`
 //! with Swagger UI at `/docs`.
 
+use std::sync::LazyLock;
+
+use actix_web::dev::ResourceDef;
 use serde::Serialize;
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::FieldError;
@@ -40,10 +45,68 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Documents the answers any operation can give besides its own: malformed input (400, 413,
+/// 415, 422), a missing or bad token (401 where a token is needed), an unavailable backing
+/// service (503).
+struct CommonResponses;
+
+fn problem(description: &str) -> RefOr<Response> {
+    let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+    RefOr::T(ResponseBuilder::new().description(description).content("application/problem+json", content).build())
+}
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations: [&mut Option<Operation>; 5] =
+                [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
+            for op in operations.into_iter().flatten() {
+                let mut add = |code: &str, description: &str| {
+                    op.responses.responses.entry(code.to_owned()).or_insert_with(|| problem(description));
+                };
+                add("422", "invalid parameters or body");
+                add("503", "a backing service is unavailable; retry");
+                add("429", "too many requests");
+                if op.request_body.is_some() {
+                    add("400", "malformed JSON");
+                    add("413", "body too large");
+                    add("415", "body is not JSON");
+                }
+                if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    add("401", "missing, invalid or expired token");
+                }
+            }
+        }
+    }
+}
+
+/// Every documented path pattern with its methods (for 405 answers).
+pub static ROUTES: LazyLock<Vec<(ResourceDef, Vec<String>)>> = LazyLock::new(|| {
+    ApiDoc::openapi()
+        .paths
+        .paths
+        .iter()
+        .map(|(path, item)| {
+            let methods = [
+                ("GET", item.get.is_some()),
+                ("POST", item.post.is_some()),
+                ("PUT", item.put.is_some()),
+                ("PATCH", item.patch.is_some()),
+                ("DELETE", item.delete.is_some()),
+            ]
+            .into_iter()
+            .filter(|(_, present)| *present)
+            .map(|(m, _)| m.to_owned())
+            .collect();
+            (ResourceDef::new(path.as_str()), methods)
+        })
+        .collect()
+});
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "seatgate", description = "Ticket-booking API: seat holds, checkout, bookings, catalog."),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonResponses),
     paths(
         crate::auth::routes::register,
         crate::auth::routes::login,

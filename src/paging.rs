@@ -12,7 +12,7 @@ const DEFAULT_PER_PAGE: u32 = 20;
 #[derive(Clone, Copy, Debug, Default, Deserialize, utoipa::IntoParams)]
 pub struct PageQuery {
     /// 1-based page number (default 1).
-    #[param(minimum = 1)]
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<u32>,
     /// Items per page, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]

@@ -53,7 +53,7 @@ impl Application {
                 .configure(routes)
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
                 .route("/docs", web::get().to(docs_redirect))
-                .default_service(web::to(error::not_found))
+                .default_service(web::to(no_route))
         })
         .workers(http.workers)
         .shutdown_signal(stop.cancelled_owned())
@@ -77,6 +77,10 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+async fn no_route(req: actix_web::HttpRequest) -> Result<HttpResponse, error::ApiError> {
+    Err(error::no_route(&crate::openapi::ROUTES, &req))
 }
 
 async fn docs_redirect() -> HttpResponse {

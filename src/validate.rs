@@ -39,6 +39,53 @@ pub fn category(field: &str, raw: &str) -> Result<String, FieldError> {
     }
 }
 
+// Request types document what `text` accepts as JSON Schema patterns: a single line has at
+// least one visible character and no control characters; multi-line text also allows tabs and
+// newlines.
+
+/// Serde helpers that accept an integer written as a float with no fraction (`90.0`), which
+/// JSON Schema counts as an integer, and refuse anything else that is not an integer.
+pub mod lenient {
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    fn integral<'de, D: Deserializer<'de>, T: TryFrom<i64>>(n: serde_json::Number) -> Result<T, D::Error> {
+        let value = match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => i,
+            (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => f as i64,
+            _ => return Err(D::Error::custom(format!("expected an integer, got {n}"))),
+        };
+        T::try_from(value).map_err(|_| D::Error::custom(format!("{value} is out of range")))
+    }
+
+    /// An integer.
+    pub fn int<'de, D: Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<T, D::Error> {
+        integral::<D, T>(serde_json::Number::deserialize(d)?)
+    }
+
+    /// An optional integer (`null` or absent is `None`).
+    pub fn opt_int<'de, D: Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<Option<T>, D::Error> {
+        Option::<serde_json::Number>::deserialize(d)?.map(integral::<D, T>).transpose()
+    }
+
+    /// A map of integers.
+    pub fn int_map<'de, D: Deserializer<'de>>(d: D) -> Result<std::collections::BTreeMap<String, i64>, D::Error> {
+        std::collections::BTreeMap::<String, serde_json::Number>::deserialize(d)?
+            .into_iter()
+            .map(|(k, v)| Ok((k, integral::<D, i64>(v)?)))
+            .collect()
+    }
+
+    /// An optional map of integers.
+    pub fn opt_int_map<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<std::collections::BTreeMap<String, i64>>, D::Error> {
+        let Some(map) = Option::<std::collections::BTreeMap<String, serde_json::Number>>::deserialize(d)? else {
+            return Ok(None);
+        };
+        map.into_iter().map(|(k, v)| Ok((k, integral::<D, i64>(v)?))).collect::<Result<_, _>>().map(Some)
+    }
+}
+
 /// Collects field errors while a request is converted; `finish` turns them into one 422.
 #[derive(Debug, Default)]
 pub struct Errors(Vec<FieldError>);
@@ -74,6 +121,19 @@ mod tests {
         assert!(text("t", "a\nb", 1, 10, false).is_err());
         assert!(text("t", "a\nb", 1, 10, true).is_ok());
         assert!(text("t", "ééééé", 1, 4, false).is_err());
+    }
+
+    #[test]
+    fn integers_may_be_written_as_whole_floats() {
+        #[derive(serde::Deserialize)]
+        struct T {
+            #[serde(deserialize_with = "lenient::int")]
+            n: i32,
+        }
+        assert_eq!(serde_json::from_str::<T>(r#"{"n": 90.0}"#).expect("whole float").n, 90);
+        assert_eq!(serde_json::from_str::<T>(r#"{"n": 90}"#).expect("integer").n, 90);
+        assert!(serde_json::from_str::<T>(r#"{"n": 90.5}"#).is_err());
+        assert!(serde_json::from_str::<T>(r#"{"n": 1e12}"#).is_err(), "out of i32 range");
     }
 
     #[test]

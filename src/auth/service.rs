@@ -14,12 +14,17 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
-    #[schema(example = "ada@example.com")]
+    #[schema(example = "ada@example.com", format = "email", max_length = 254)]
     pub email: String,
     /// 8 to 128 characters.
-    #[schema(example = "correct horse battery")]
+    #[schema(example = "correct horse battery", min_length = 8, max_length = 128)]
     pub password: String,
-    #[schema(example = "Ada Lovelace")]
+    #[schema(
+        example = "Ada Lovelace",
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
 }
 

@@ -18,13 +18,14 @@ pub const MAX_SEATS: u32 = 5000;
 #[serde(deny_unknown_fields)]
 pub struct RowSpec {
     /// Row label printed on the ticket: 1 to 4 of A-Z and 0-9.
-    #[schema(example = "A")]
+    #[schema(example = "A", pattern = "^[A-Z0-9]{1,4}$")]
     pub label: String,
     /// Number of seats in the row (numbered from 1).
     #[schema(example = 12, minimum = 1, maximum = 200)]
+    #[serde(deserialize_with = "crate::validate::lenient::int")]
     pub seats: u32,
     /// Seat category; the showtime's prices name each category.
-    #[schema(example = "standard")]
+    #[schema(example = "standard", pattern = "^[a-z][a-z0-9_]{0,31}$")]
     pub category: String,
 }
 

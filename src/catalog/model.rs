@@ -9,24 +9,43 @@ use uuid::Uuid;
 
 use super::layout::RowSpec;
 use crate::paging::PageQuery;
+use crate::validate::lenient;
 
 // ---- movies ----
+
+/// A genre name: 1 to 40 characters, stored lower-cased.
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = String, min_length = 1, max_length = 40, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
+pub struct Genre(pub String);
 
 /// Body of `POST /api/v1/movies`.
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MovieInput {
-    #[schema(example = "The Grand Budapest Hotel")]
+    #[schema(
+        example = "The Grand Budapest Hotel",
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub title: String,
     #[serde(default)]
+    #[schema(max_length = 5000, pattern = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$")]
     pub description: String,
     /// Lower-cased, at most 10.
     #[serde(default)]
-    #[schema(example = json!(["comedy", "drama"]))]
-    pub genres: Vec<String>,
+    #[schema(example = json!(["comedy", "drama"]), max_items = 10, inline)]
+    pub genres: Vec<Genre>,
     #[schema(example = 99, minimum = 1, maximum = 1000)]
+    #[serde(deserialize_with = "lenient::int")]
     pub duration_minutes: i32,
-    #[schema(example = "R")]
+    #[schema(
+        example = "R",
+        min_length = 1,
+        max_length = 20,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub age_rating: Option<String>,
     pub release_date: Option<NaiveDate>,
 }
@@ -35,10 +54,24 @@ pub struct MovieInput {
 #[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoviePatch {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub title: Option<String>,
+    #[schema(max_length = 5000, pattern = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$")]
     pub description: Option<String>,
-    pub genres: Option<Vec<String>>,
+    #[schema(max_items = 10)]
+    pub genres: Option<Vec<Genre>>,
+    #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "lenient::opt_int")]
     pub duration_minutes: Option<i32>,
+    #[schema(
+        min_length = 1,
+        max_length = 20,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub age_rating: Option<String>,
     pub release_date: Option<NaiveDate>,
 }
@@ -62,12 +95,16 @@ pub struct Movie {
 #[into_params(parameter_in = Query)]
 pub struct MovieQuery {
     /// Part of the title, case-insensitive.
+    #[param(max_length = 200)]
     pub q: Option<String>,
     /// One genre.
+    #[param(max_length = 40)]
     pub genre: Option<String>,
     /// 1-based page number (default 1).
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<u32>,
     /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u32>,
 }
 
@@ -77,11 +114,22 @@ pub struct MovieQuery {
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TheaterInput {
-    #[schema(example = "Odeon Leicester Square")]
+    #[schema(
+        example = "Odeon Leicester Square",
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
-    #[schema(example = "London")]
+    #[schema(
+        example = "London",
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub city: String,
     #[serde(default)]
+    #[schema(max_length = 500, pattern = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$")]
     pub address: String,
 }
 
@@ -89,8 +137,19 @@ pub struct TheaterInput {
 #[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TheaterPatch {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub city: Option<String>,
+    #[schema(max_length = 500, pattern = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$")]
     pub address: Option<String>,
 }
 
@@ -110,10 +169,13 @@ pub struct Theater {
 #[into_params(parameter_in = Query)]
 pub struct TheaterQuery {
     /// City, case-insensitive.
+    #[param(max_length = 100)]
     pub city: Option<String>,
     /// 1-based page number (default 1).
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<u32>,
     /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u32>,
 }
 
@@ -123,8 +185,14 @@ pub struct TheaterQuery {
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScreenInput {
-    #[schema(example = "Screen 1")]
+    #[schema(
+        example = "Screen 1",
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
+    #[schema(min_items = 1, max_items = 100)]
     pub rows: Vec<RowSpec>,
 }
 
@@ -180,10 +248,11 @@ pub struct ShowtimeInput {
     pub screen_id: Uuid,
     /// RFC 3339; must be in the future. The end is derived from the movie's duration.
     pub starts_at: DateTime<Utc>,
-    /// Price in minor units for every seat category of the screen.
-    #[schema(example = json!({"standard": 1200, "premium": 1800}))]
+    /// Price in minor units for every seat category of the screen, 0 to 100000000.
+    #[schema(example = json!({"standard": 1200, "premium": 1800}), value_type = BTreeMap<String, u32>)]
+    #[serde(deserialize_with = "lenient::int_map")]
     pub prices: BTreeMap<String, i64>,
-    #[schema(example = "EUR")]
+    #[schema(example = "EUR", pattern = "^[A-Z]{3}$")]
     pub currency: String,
 }
 
@@ -192,7 +261,10 @@ pub struct ShowtimeInput {
 #[serde(deny_unknown_fields)]
 pub struct ShowtimePatch {
     pub starts_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<BTreeMap<String, u32>>)]
+    #[serde(default, deserialize_with = "lenient::opt_int_map")]
     pub prices: Option<BTreeMap<String, i64>>,
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
 }
 
@@ -223,14 +295,17 @@ pub struct ShowtimeQuery {
     pub movie_id: Option<Uuid>,
     pub theater_id: Option<Uuid>,
     /// City, case-insensitive.
+    #[param(max_length = 100)]
     pub city: Option<String>,
     /// Day of the start, `YYYY-MM-DD` in UTC.
     pub date: Option<NaiveDate>,
     /// Also list showtimes that have ended (default false).
     pub include_past: Option<bool>,
     /// 1-based page number (default 1).
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<u32>,
     /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u32>,
 }
 
@@ -241,8 +316,10 @@ pub struct ShowtimeQuery {
 #[serde(deny_unknown_fields)]
 pub struct ReviewInput {
     #[schema(minimum = 1, maximum = 5)]
+    #[serde(deserialize_with = "lenient::int")]
     pub rating: i16,
     #[serde(default)]
+    #[schema(max_length = 4000, pattern = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$")]
     pub comment: String,
 }
 
@@ -263,8 +340,10 @@ pub struct Review {
 #[into_params(parameter_in = Query)]
 pub struct ReviewQuery {
     /// 1-based page number (default 1).
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<u32>,
     /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u32>,
 }
 

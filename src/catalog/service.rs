@@ -40,7 +40,7 @@ impl TryFrom<MovieInput> for NewMovie {
         }
         let mut genres = BTreeSet::new();
         for (i, g) in m.genres.iter().enumerate() {
-            if let Some(g) = errors.check(validate::text(&format!("genres[{i}]"), g, 1, 40, false)) {
+            if let Some(g) = errors.check(validate::text(&format!("genres[{i}]"), &g.0, 1, 40, false)) {
                 genres.insert(g.to_lowercase());
             }
         }
@@ -144,8 +144,11 @@ pub async fn list_movies(state: &AppState, q: MovieQuery) -> Result<Page<Movie>,
     let paging = Paging::try_from(q.paging())?;
     let text = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
     let genre = q.genre.as_deref().map(|g| g.trim().to_lowercase()).filter(|s| !s.is_empty());
-    if text.as_ref().is_some_and(|t| t.chars().count() > 200) {
+    if q.q.as_ref().is_some_and(|t| t.chars().count() > 200) {
         return Err(ApiError::invalid("q", "at most 200 characters"));
+    }
+    if q.genre.as_ref().is_some_and(|g| g.chars().count() > 40) {
+        return Err(ApiError::invalid("genre", "at most 40 characters"));
     }
     let name = format!("movies:{}", serde_json::json!([text, genre, paging.page, paging.per_page]));
     cache::cached(state, &name, || async {
@@ -177,7 +180,7 @@ pub async fn update_movie(state: &AppState, id: Uuid, patch: MoviePatch) -> Resu
     let merged = MovieInput {
         title: patch.title.unwrap_or(current.title),
         description: patch.description.unwrap_or(current.description),
-        genres: patch.genres.unwrap_or(current.genres),
+        genres: patch.genres.unwrap_or_else(|| current.genres.into_iter().map(Genre).collect()),
         duration_minutes: patch.duration_minutes.unwrap_or(current.duration_minutes),
         age_rating: patch.age_rating.or(current.age_rating),
         release_date: patch.release_date.or(current.release_date),
@@ -203,8 +206,17 @@ pub async fn delete_movie(state: &AppState, id: Uuid) -> Result<(), ApiError> {
 
 // ---- theaters ----
 
+/// A city filter is at most 100 characters, like a city.
+fn check_city(city: Option<&String>) -> Result<(), ApiError> {
+    if city.is_some_and(|c| c.chars().count() > 100) {
+        return Err(ApiError::invalid("city", "at most 100 characters"));
+    }
+    Ok(())
+}
+
 pub async fn list_theaters(state: &AppState, q: TheaterQuery) -> Result<Page<Theater>, ApiError> {
     let paging = Paging::try_from(q.paging())?;
+    check_city(q.city.as_ref())?;
     let city = q.city.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
     let name = format!("theaters:{}", serde_json::json!([city, paging.page, paging.per_page]));
     cache::cached(state, &name, || async {
@@ -318,6 +330,7 @@ pub async fn delete_screen(state: &AppState, id: Uuid) -> Result<(), ApiError> {
 
 pub async fn list_showtimes(state: &AppState, q: ShowtimeQuery) -> Result<Page<Showtime>, ApiError> {
     let paging = Paging::try_from(q.paging())?;
+    check_city(q.city.as_ref())?;
     let filter = ShowtimeFilter {
         movie_id: q.movie_id,
         theater_id: q.theater_id,
@@ -500,7 +513,7 @@ mod tests {
         let movie = NewMovie::try_from(MovieInput {
             title: "  Alien ".into(),
             description: String::new(),
-            genres: vec!["Horror".into(), "horror".into(), "Sci-Fi".into()],
+            genres: vec![Genre("Horror".into()), Genre("horror".into()), Genre("Sci-Fi".into())],
             duration_minutes: 117,
             age_rating: None,
             release_date: None,

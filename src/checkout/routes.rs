@@ -14,7 +14,7 @@ use crate::state::AppState;
 /// Checks out a hold: extends it to cover payment, records the reservation and queues the
 /// payment. Repeat with the same `Idempotency-Key` to get the same answer.
 #[utoipa::path(tag = "bookings", params(("id" = Uuid, Path, description = "hold id"),
-        ("Idempotency-Key" = String, Header, description = "unique per checkout attempt")),
+        ("Idempotency-Key" = String, Header, description = "unique per checkout attempt", pattern = "^[!-~]{1,200}$")),
     request_body = CheckoutRequest, security(("bearer" = [])), responses(
         (status = 202, body = CheckoutAccepted),
         (status = 401, body = Problem, content_type = "application/problem+json"),

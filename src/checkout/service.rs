@@ -29,7 +29,7 @@ use crate::state::AppState;
 pub struct CheckoutRequest {
     /// Token from the payment form. Simulated gateway: `tok_ok`, `tok_declined`, `tok_error`
     /// (fails transiently), `tok_flaky_N` (fails N times, then succeeds).
-    #[schema(example = "tok_ok")]
+    #[schema(example = "tok_ok", min_length = 1, max_length = 200, pattern = "^[!-~]+$")]
     pub payment_token: String,
 }
 

@@ -21,6 +21,7 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct HoldRequest {
     /// Seats of the showtime's screen, distinct, at most the per-user limit.
+    #[schema(min_items = 1)]
     pub seat_ids: Vec<Uuid>,
 }
 

@@ -82,3 +82,13 @@ async fn an_unknown_route_is_a_problem_404(db: PgPool) {
     let app = TestApp::spawn(db).await;
     app.get("/api/v1/nothing-here", None).await.problem(404).await;
 }
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_method_a_path_does_not_take_is_405_naming_those_it_does(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let res = app.call(reqwest::Method::PUT, "/api/v1/movies", None, Some(&json!({}))).await;
+    assert_eq!(res.header("allow").as_deref(), Some("GET, POST"));
+    assert_eq!(res.problem(405).await.code, "method_not_allowed");
+    let res = app.call(reqwest::Method::from_bytes(b"TRACE").expect("method"), "/health/live", None, None).await;
+    res.problem(405).await;
+}
