@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod holds;
 pub mod infra;
+pub mod invariants;
 pub mod messaging;
 pub mod openapi;
 pub mod ops;

@@ -22,6 +22,13 @@ enum Command {
     Migrate,
     /// Load the demo catalog and demo accounts (idempotent).
     SeedDemo,
+    /// Check the invariants of DESIGN.md §2 against PostgreSQL and Redis; prints a JSON report
+    /// and exits non-zero on any violation.
+    CheckInvariants {
+        /// Seconds a pending reservation may be past its deadline (sweeper interval + slack).
+        #[arg(long, default_value_t = 30)]
+        slack_secs: i64,
+    },
     /// Manage accounts.
     Admin {
         #[command(subcommand)]
@@ -63,6 +70,18 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(?summary, "demo data loaded");
             Ok(())
         }
+        Command::CheckInvariants { slack_secs } => {
+            let db = infra::db::connect(&config.database).await?;
+            let redis = infra::redis::pool(&config.redis)?;
+            let state = seatgate::state::AppState::new(config, db, redis);
+            let report = seatgate::invariants::check(&state, slack_secs).await?;
+            report_json(&report)?;
+            if report.violations.is_empty() {
+                Ok(())
+            } else {
+                anyhow::bail!("{} invariant violations", report.violations.len())
+            }
+        }
         Command::Admin { command: AdminCommand::Create { email, password } } => {
             let db = infra::db::connect(&config.database).await?;
             infra::db::migrate(&db).await?;
@@ -88,5 +107,11 @@ async fn serve(config: Config, with_workers: bool) -> anyhow::Result<()> {
     }
     state.amqp.close().await;
     tracing::info!("seatgate API stopped");
+    Ok(())
+}
+
+#[expect(clippy::print_stdout, reason = "the report is the command's output")]
+fn report_json(report: &seatgate::invariants::Report) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(report)?);
     Ok(())
 }

@@ -7,6 +7,7 @@ mod bookings;
 mod catalog;
 mod helpers;
 mod holds;
+mod invariants;
 mod ops;
 mod problems;
 mod scripts;
