@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Starts seatgate on this machine with demo data: checks (and starts) PostgreSQL, Redis and
-# RabbitMQ, builds the release binaries, migrates, loads the demo catalog, then runs the API
-# with its workers in the foreground and prints where to find it. Ctrl-C stops everything.
+# RabbitMQ, builds the release binaries, migrates, loads the demo catalog, then runs two API
+# instances, the workers and seatgate-lb in front of the APIs, and prints where to find them.
+# Ctrl-C stops everything (gracefully: the lb drains, the APIs report not-ready first).
+#   SEATGATE_UP_INSTANCES=3 scripts/up.sh     more API instances
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-services.sh
@@ -9,26 +11,67 @@ scripts/ensure-services.sh
 echo "building release binaries (the first build takes several minutes)..."
 cargo build --release --locked --workspace --bins
 
-# A demo secret made for this run; set SEATGATE_JWT_SECRET to keep tokens valid across restarts.
+# One secret for every instance (a token from one is valid on all); made for this run unless
+# set. Set SEATGATE_JWT_SECRET yourself to keep tokens valid across restarts.
 export SEATGATE_JWT_SECRET="${SEATGATE_JWT_SECRET:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
 export SEATGATE_ADMIN_EMAIL="${SEATGATE_ADMIN_EMAIL:-admin@seatgate.local}"
 export SEATGATE_ADMIN_PASSWORD="${SEATGATE_ADMIN_PASSWORD:-admin-password}"
-export SEATGATE_LISTEN="${SEATGATE_LISTEN:-127.0.0.1:8080}"
+# An instance reports not-ready this long before it stops listening, so the lb (checking every
+# second) stops sending it traffic first.
+export SEATGATE_SHUTDOWN_GRACE_MS="${SEATGATE_SHUTDOWN_GRACE_MS:-1500}"
+instances="${SEATGATE_UP_INSTANCES:-2}"
+lb_listen="${SEATGATE_LB_LISTEN:-127.0.0.1:8000}"
+lb_admin="${SEATGATE_LB_ADMIN_LISTEN:-127.0.0.1:9090}"
+bin=target/release
+mkdir -p target/up
 
-bin=target/release/seatgate
-$bin migrate
-$bin seed-demo
+$bin/seatgate migrate
+$bin/seatgate seed-demo
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo "stopping..."
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+upstreams=()
+for i in $(seq 1 "$instances"); do
+  port=$((8080 + i))
+  SEATGATE_LISTEN="127.0.0.1:$port" $bin/seatgate serve >"target/up/api-$i.log" 2>&1 &
+  pids+=($!)
+  upstreams+=("http://127.0.0.1:$port")
+done
+$bin/seatgate-workers all >target/up/workers.log 2>&1 &
+pids+=($!)
+SEATGATE_LB_LISTEN="$lb_listen" SEATGATE_LB_ADMIN_LISTEN="$lb_admin" \
+  SEATGATE_LB_UPSTREAMS="$(IFS=,; echo "${upstreams[*]}")" SEATGATE_LB_STRATEGY=least_conn \
+  $bin/seatgate-lb >target/up/lb.log 2>&1 &
+pids+=($!)
+
+for _ in $(seq 1 120); do
+  curl -fsS "http://$lb_listen/health/ready" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+if ! curl -fsS "http://$lb_listen/health/ready" >/dev/null 2>&1; then
+  echo "seatgate did not become ready; logs are in target/up/" >&2
+  exit 1
+fi
 
 cat <<MSG
 
-  seatgate is starting on http://${SEATGATE_LISTEN}
-    API docs     http://${SEATGATE_LISTEN}/docs/
-    showtimes    curl http://${SEATGATE_LISTEN}/api/v1/showtimes
-    health       http://${SEATGATE_LISTEN}/health/ready
-    metrics      http://${SEATGATE_LISTEN}/metrics
+  seatgate is running at http://${lb_listen}   (seatgate-lb in front of ${instances} API instances)
+    showtimes    curl http://${lb_listen}/api/v1/showtimes
+    API docs     http://${lb_listen}/docs/
+    health       http://${lb_listen}/health/ready
+    API metrics  http://${lb_listen}/metrics        lb metrics  http://${lb_admin}/metrics
   demo user      demo@seatgate.local / demo-password
   admin          ${SEATGATE_ADMIN_EMAIL} / ${SEATGATE_ADMIN_PASSWORD}
-  Ctrl-C stops it.
+  logs           target/up/
+  Ctrl-C stops everything.
 
 MSG
-exec $bin all-in-one
+wait -n "${pids[@]}" || true
+echo "a process exited; see target/up/*.log" >&2
