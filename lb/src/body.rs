@@ -100,7 +100,7 @@ pub(crate) struct Lease {
 impl Lease {
     /// The response was read to the end: the connection may carry another request.
     fn finish(self) {
-        self.backend.pool.put(self.sender);
+        self.backend.pool().put(self.sender);
     }
 }
 

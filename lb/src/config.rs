@@ -88,7 +88,9 @@ pub struct Config {
     /// Peers whose `X-Forwarded-*` headers are believed (`SEATGATE_LB_TRUSTED_PROXIES`, none):
     /// comma-separated IPs or CIDR blocks.
     pub trusted_proxies: Vec<IpNet>,
-    /// Tokio worker threads (`SEATGATE_LB_WORKER_THREADS`, one per core); read by the binary.
+    /// Proxy worker threads (`SEATGATE_LB_WORKER_THREADS`; the binary uses one per core when
+    /// unset). Each runs a single-threaded runtime with its own `SO_REUSEPORT` listener. `None`
+    /// in the library means: serve on the caller's runtime.
     pub worker_threads: Option<usize>,
 }
 

@@ -46,9 +46,19 @@ impl Lb {
     /// Binds the proxy and admin listeners, starts health checking, and serves until
     /// [`LbHandle::shutdown`]. Fails only at start-up (a socket cannot be bound, a bad upstream).
     pub async fn bind(config: Config) -> anyhow::Result<LbHandle> {
-        let listener =
-            TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
-        let local_addr = listener.local_addr().context("listener has no local address")?;
+        // Without worker threads the proxy listens on the caller's runtime (tests, embedding);
+        // with them each worker thread binds its own listener below.
+        let (listener, mut local_addr) = match config.worker_threads {
+            None => {
+                let listener = TcpListener::bind(config.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", config.listen))?;
+                let addr = listener.local_addr().context("listener has no local address")?;
+                (Listener::Here(listener), addr)
+            }
+            Some(n) => (Listener::Workers(n), config.listen),
+        };
+        let worker_count = config.worker_threads.unwrap_or(1);
         let admin_listener = match config.admin_listen {
             Some(addr) => {
                 Some(TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (admin)"))?)
@@ -64,6 +74,7 @@ impl Lb {
         let stats = Arc::new(Stats::new());
         let upstreams = Arc::new(Upstreams::new(
             &config.upstreams,
+            worker_count,
             config.max_idle_per_upstream,
             config.health.fail_threshold,
             config.health.eject_cooldown,
@@ -100,19 +111,84 @@ impl Lb {
         }
 
         let serving = Arc::clone(&proxy);
-        background.spawn(server::accept_loop(
-            listener,
-            move |peer| {
-                let proxy = Arc::clone(&serving);
-                hyper::service::service_fn(move |req| {
-                    let proxy = Arc::clone(&proxy);
-                    async move { Ok(proxy.handle(req, peer).await) }
-                })
-            },
-            Arc::clone(&client_permits),
-            config.client_header_timeout,
-            life.clone(),
-        ));
+        let make_service = move |peer| {
+            let proxy = Arc::clone(&serving);
+            hyper::service::service_fn(move |req| {
+                let proxy = Arc::clone(&proxy);
+                async move { Ok(proxy.handle(req, peer).await) }
+            })
+        };
+        let mut workers = Vec::new();
+        match listener {
+            Listener::Here(listener) => {
+                background.spawn(server::accept_loop(
+                    listener,
+                    make_service,
+                    Arc::clone(&client_permits),
+                    config.client_header_timeout,
+                    life.clone(),
+                ));
+            }
+            Listener::Workers(n) => {
+                for id in 0..n {
+                    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+                    let bind_to = local_addr;
+                    let (make_service, permits, worker_life) =
+                        (make_service.clone(), Arc::clone(&client_permits), life.clone());
+                    let header_timeout = config.client_header_timeout;
+                    let thread = std::thread::Builder::new()
+                        .name(format!("seatgate-lb-{id}"))
+                        .spawn(move || {
+                            server::set_worker_id(id);
+                            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                                Ok(runtime) => runtime,
+                                Err(e) => {
+                                    let _ = bound_tx
+                                        .send(Err(anyhow::Error::from(e).context("cannot start a worker runtime")));
+                                    return;
+                                }
+                            };
+                            runtime.block_on(async move {
+                                let listener = match server::reuseport_listener(bind_to) {
+                                    Ok(listener) => listener,
+                                    Err(e) => {
+                                        let _ =
+                                            bound_tx
+                                                .send(Err(anyhow::Error::from(e)
+                                                    .context(format!("cannot listen on {bind_to}"))));
+                                        return;
+                                    }
+                                };
+                                let _ = bound_tx.send(listener.local_addr().map_err(anyhow::Error::from));
+                                let life = worker_life;
+                                server::accept_loop(listener, make_service, permits, header_timeout, life.clone())
+                                    .await;
+                                // This runtime drives the connections it accepted: keep it until
+                                // the drain is over.
+                                tokio::select! {
+                                    () = life.connections.wait() => {}
+                                    () = life.hard_stop.cancelled() => {}
+                                }
+                            });
+                        })
+                        .context("cannot spawn a worker thread")?;
+                    workers.push(thread);
+                    match bound_rx.await {
+                        Ok(Ok(addr)) => local_addr = addr,
+                        Ok(Err(e)) => {
+                            life.stop.cancel();
+                            life.hard_stop.cancel();
+                            return Err(e);
+                        }
+                        Err(_) => {
+                            life.stop.cancel();
+                            life.hard_stop.cancel();
+                            anyhow::bail!("worker thread {id} died during start-up");
+                        }
+                    }
+                }
+            }
+        }
 
         if let Some(admin_listener) = admin_listener {
             let admin = Arc::new(admin::Admin {
@@ -136,8 +212,13 @@ impl Lb {
             ));
         }
 
-        Ok(LbHandle { local_addr, admin_addr, life, background, shutdown_timeout: config.shutdown_timeout })
+        Ok(LbHandle { local_addr, admin_addr, life, background, workers, shutdown_timeout: config.shutdown_timeout })
     }
+}
+
+enum Listener {
+    Here(TcpListener),
+    Workers(usize),
 }
 
 /// A running lb.
@@ -146,6 +227,7 @@ pub struct LbHandle {
     admin_addr: Option<SocketAddr>,
     life: Lifecycle,
     background: TaskTracker,
+    workers: Vec<std::thread::JoinHandle<()>>,
     shutdown_timeout: Duration,
 }
 
@@ -171,7 +253,7 @@ impl LbHandle {
 
     /// Stops accepting, lets in-flight requests finish for up to `SEATGATE_LB_SHUTDOWN_TIMEOUT_MS`,
     /// then closes what is left.
-    pub async fn shutdown(self) -> Drain {
+    pub async fn shutdown(mut self) -> Drain {
         self.life.stop.cancel();
         self.life.connections.close();
         let drain = match tokio::time::timeout(self.shutdown_timeout, self.life.connections.wait()).await {
@@ -188,6 +270,13 @@ impl LbHandle {
         };
         self.background.close();
         self.background.wait().await;
+        let workers = std::mem::take(&mut self.workers);
+        if !workers.is_empty() {
+            let joined = tokio::task::spawn_blocking(move || workers.into_iter().all(|w| w.join().is_ok())).await;
+            if !matches!(joined, Ok(true)) {
+                tracing::error!("a worker thread panicked");
+            }
+        }
         drain
     }
 }

@@ -34,7 +34,7 @@ pub(crate) enum ConnectError {
     Handshake(#[from] hyper::Error),
 }
 
-/// Idle keep-alive connections to one upstream.
+/// Idle keep-alive connections to one upstream, for one worker thread.
 pub(crate) struct Pool {
     idle: ArrayQueue<Sender>,
 }
@@ -44,34 +44,31 @@ impl Pool {
         Self { idle: ArrayQueue::new(max_idle.max(1)) }
     }
 
-    /// An idle connection that still looks usable, if any.
-    pub(crate) fn take(&self) -> Option<Sender> {
-        while let Some(sender) = self.idle.pop() {
+    /// An idle connection that is usable, if any. One returned a moment ago may still be
+    /// finishing its previous exchange inside hyper; waiting for it (bounded by `wait`) is cheaper
+    /// than opening a new connection.
+    pub(crate) async fn take(&self, wait: Duration) -> Option<Sender> {
+        while let Some(mut sender) = self.idle.pop() {
             if sender.is_ready() {
                 return Some(sender);
             }
-            // Closed by the upstream (or broken): dropping it frees the connection task.
+            if sender.is_closed() {
+                // Closed by the upstream: dropping it frees the connection task.
+                continue;
+            }
+            if let Ok(Ok(())) = tokio::time::timeout(wait, sender.ready()).await {
+                return Some(sender);
+            }
         }
         None
     }
 
-    /// Returns a connection whose last response has been fully read. If hyper has not yet
-    /// noticed that the exchange is over, wait for it in the background instead of blocking the
-    /// response that just finished. A full pool drops the connection (the cap on idle sockets).
-    pub(crate) fn put(self: &std::sync::Arc<Self>, mut sender: Sender) {
-        if sender.is_closed() {
-            return;
-        }
-        if sender.is_ready() {
+    /// Returns a connection whose last response has been read to the end. A full pool drops it
+    /// (the cap on idle sockets).
+    pub(crate) fn put(&self, sender: Sender) {
+        if !sender.is_closed() {
             let _ = self.idle.push(sender);
-            return;
         }
-        let pool = std::sync::Arc::clone(self);
-        tokio::spawn(async move {
-            if sender.ready().await.is_ok() {
-                let _ = pool.idle.push(sender);
-            }
-        });
     }
 }
 
@@ -82,7 +79,7 @@ pub(crate) async fn connect(url: &UpstreamUrl, timeout: Duration) -> Result<Send
         .map_err(|_| ConnectError::Timeout(timeout))??;
     // Requests and small responses are latency-bound; Nagle would hold them back.
     stream.set_nodelay(true)?;
-    let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(stream)).await?;
+    let (sender, conn) = http1::Builder::new().writev(false).handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "upstream connection ended with an error");

@@ -21,9 +21,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
+use smallvec::SmallVec;
 
 use crate::body::{BodyTooLarge, Lease, ReqBody, RespBody};
 use crate::config::{Config, IpNet};
@@ -99,6 +101,12 @@ impl Proxy {
             }
         }
 
+        if req.method() == Method::CONNECT {
+            // A tunnel is not a request an API instance can answer; refuse it here.
+            let mut res = problem(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "CONNECT is not supported");
+            res.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
+            return res;
+        }
         if content_length(req.headers()).is_some_and(|len| len > self.max_body_bytes) {
             return self.too_large(&request_id);
         }
@@ -115,14 +123,14 @@ impl Proxy {
         // Keep-alive to upstreams needs HTTP/1.1 whatever the client spoke.
         parts.version = Version::HTTP_11;
         let host_missing = !parts.headers.contains_key(header::HOST);
-        let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
+        let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
 
         // Only bodyless GET/HEAD may be sent twice; keep what is needed to rebuild them.
         let replay = (bodyless && matches!(parts.method, Method::GET | Method::HEAD))
             .then(|| (parts.method.clone(), parts.headers.clone()));
 
         let mut req = Request::from_parts(parts, body);
-        let mut tried: Vec<usize> = Vec::new();
+        let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
         let mut failed_after_send = false;
         while tried.len() < self.max_attempts {
             let backend = {
@@ -193,7 +201,7 @@ impl Proxy {
     /// upstream: that is staleness, not a failure of the upstream.
     async fn send(&self, backend: &Backend, mut req: Request<ReqBody>) -> Attempt {
         loop {
-            let (mut sender, reused) = match backend.pool.take() {
+            let (mut sender, reused) = match backend.pool().take(self.connect_timeout).await {
                 Some(sender) => (sender, true),
                 None => match pool::connect(&backend.url, self.connect_timeout).await {
                     Ok(sender) => (sender, false),
@@ -270,14 +278,15 @@ pub fn problem(status: StatusCode, code: &str, detail: &str) -> Response<RespBod
 
 /// Points the request at `backend`: its path prefix, and its authority as `Host` if the client
 /// sent none.
-fn prepare_for(req: &mut Request<ReqBody>, backend: &Backend, path: &str, host_missing: bool) {
+fn prepare_for(req: &mut Request<ReqBody>, backend: &Backend, path: &PathAndQuery, host_missing: bool) {
     let prefix = &backend.url.path_prefix;
-    let needs_rewrite = !prefix.is_empty() || req.uri().scheme().is_some() || req.uri().path_and_query().is_none();
-    if needs_rewrite {
-        let target = format!("{prefix}{path}");
-        if let Ok(uri) = target.parse::<Uri>() {
+    if !prefix.is_empty() {
+        if let Ok(uri) = format!("{prefix}{path}").parse::<Uri>() {
             *req.uri_mut() = uri;
         }
+    } else if req.uri().scheme().is_some() || req.uri().path_and_query() != Some(path) {
+        // Absolute-form from the client, or a rebuilt request: send origin-form.
+        *req.uri_mut() = Uri::from(path.clone());
     }
     if host_missing {
         req.headers_mut().insert(header::HOST, backend.host_header.clone());
@@ -286,11 +295,9 @@ fn prepare_for(req: &mut Request<ReqBody>, backend: &Backend, path: &str, host_m
 
 /// A bodyless GET/HEAD again, for a retry after a send failure. The path is set by
 /// [`prepare_for`] before it is sent.
-fn rebuild(method: &Method, headers: &HeaderMap, path: &str) -> Request<ReqBody> {
+fn rebuild(method: &Method, headers: &HeaderMap, path: &PathAndQuery) -> Request<ReqBody> {
     let mut req = Request::new(ReqBody::Empty);
-    if let Ok(uri) = path.parse::<Uri>() {
-        *req.uri_mut() = uri;
-    }
+    *req.uri_mut() = Uri::from(path.clone());
     *req.method_mut() = method.clone();
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = headers.clone();

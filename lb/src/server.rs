@@ -5,8 +5,17 @@
 //! running out of file descriptors. On the stop signal the loop drops the listener (no new
 //! connections), and each connection finishes the request it is serving, then closes; the
 //! hard-stop signal, sent when the drain deadline passes, cuts whatever is left.
+//!
+//! With `SEATGATE_LB_WORKER_THREADS` the binary runs one single-threaded runtime per worker
+//! thread, each with its own `SO_REUSEPORT` listener on the same address (the kernel spreads
+//! connections over them) and its own upstream connection pools, the way nginx runs worker
+//! processes. A request then lives on one thread from accept to response: no work stealing and no
+//! cross-thread wake-ups, which on a small machine shared with the upstreams costs less CPU than a
+//! work-stealing runtime.
 
+use std::cell::Cell;
 use std::convert::Infallible;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,12 +25,36 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::Service;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::body::RespBody;
+
+thread_local! {
+    static WORKER_ID: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The index of the worker thread running the caller (0 outside worker threads).
+pub(crate) fn worker_id() -> usize {
+    WORKER_ID.with(Cell::get)
+}
+
+/// Marks the calling thread as worker `id`.
+pub(crate) fn set_worker_id(id: usize) {
+    WORKER_ID.with(|w| w.set(id));
+}
+
+/// A listener that shares its address with the other workers' (`SO_REUSEPORT`).
+pub(crate) fn reuseport_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
 
 /// Signals and bookkeeping shared by every listener of one lb.
 #[derive(Clone)]
@@ -47,7 +80,7 @@ pub(crate) async fn accept_loop<F, S>(
     S::Future: Send + 'static,
 {
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).keep_alive(true);
+    builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).keep_alive(true).writev(false);
     loop {
         let permit = tokio::select! {
             biased;

@@ -33,8 +33,10 @@ pub struct Backend {
     ejected_until_ms: AtomicU64,
     /// Requests sent to this upstream whose response has not finished yet.
     in_flight: AtomicUsize,
-    /// Idle keep-alive connections.
-    pub(crate) pool: Arc<Pool>,
+    /// Idle keep-alive connections, one pool per worker thread: a connection is driven by the
+    /// runtime that opened it, so reusing it from another thread would cost a cross-thread wake
+    /// on every read and write.
+    pools: Box<[Pool]>,
     /// Metric handles.
     pub(crate) stats: BackendStats,
 }
@@ -48,6 +50,11 @@ impl Backend {
     /// The active check's last verdict.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// The idle connections of the calling worker thread.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pools[crate::server::worker_id() % self.pools.len()]
     }
 
     fn available(&self, now_ms: u64) -> bool {
@@ -94,6 +101,7 @@ impl Upstreams {
     /// Builds the set with every backend presumed healthy.
     pub fn new(
         urls: &[UpstreamUrl],
+        workers: usize,
         max_idle: usize,
         fail_threshold: u32,
         eject_cooldown: Duration,
@@ -115,7 +123,7 @@ impl Upstreams {
                     failures: AtomicU32::new(0),
                     ejected_until_ms: AtomicU64::new(0),
                     in_flight: AtomicUsize::new(0),
-                    pool: Arc::new(Pool::new(max_idle)),
+                    pools: (0..workers.max(1)).map(|_| Pool::new(max_idle)).collect(),
                     stats,
                 }))
             })

@@ -52,3 +52,19 @@ async fn least_connections_sends_new_requests_to_the_idle_upstream() {
     assert_eq!(slow.body, ups[busy].name);
     lb.handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn worker_threads_share_one_port_and_one_rotation() {
+    // Arrange: the binary's mode, one runtime and one SO_REUSEPORT listener per worker thread.
+    let ups = [TestUpstream::start("a").await, TestUpstream::start("b").await];
+    let lb = TestLb::start(&ups.iter().map(TestUpstream::url).collect::<Vec<_>>(), &[("WORKER_THREADS", "2")]).await;
+
+    // Act: each request on its own connection, so both listeners get some.
+    for _ in 0..20 {
+        assert_eq!(lb.get("/whoami").await.status, 200);
+    }
+
+    // Assert
+    assert_eq!(ups.iter().map(TestUpstream::hits).collect::<Vec<_>>(), [10, 10]);
+    assert_eq!(lb.handle.shutdown().await, seatgate_lb::Drain::Complete);
+}
