@@ -127,6 +127,9 @@ pub struct WorkerConfig {
     pub sweep_interval: Duration,
     /// `SEATGATE_PAYMENT_LATENCY_MS`: latency of the simulated payment gateway.
     pub payment_latency: Duration,
+    /// `SEATGATE_PAYMENT_FAILURE_RATE`: share (0 to 1) of simulated gateway calls that fail
+    /// transiently whatever the token (fault injection; 0 in production).
+    pub payment_failure_rate: f64,
     /// `SEATGATE_PAYMENT_MAX_ATTEMPTS`: deliveries of a payment task before it is dead-lettered.
     pub payment_max_attempts: u32,
     /// `SEATGATE_PAYMENT_RETRY_BASE_MS`: first retry delay; later ones are 5x and 25x.
@@ -272,6 +275,13 @@ impl Config {
         let workers = WorkerConfig {
             sweep_interval: Duration::from_secs(positive(env, "SEATGATE_SWEEP_INTERVAL_SECS", 5)?),
             payment_latency: Duration::from_millis(var_or(env, "SEATGATE_PAYMENT_LATENCY_MS", 50)?),
+            payment_failure_rate: {
+                let rate: f64 = var_or(env, "SEATGATE_PAYMENT_FAILURE_RATE", 0.0)?;
+                if !(0.0..=1.0).contains(&rate) {
+                    bail!("invalid value for SEATGATE_PAYMENT_FAILURE_RATE: must be between 0 and 1");
+                }
+                rate
+            },
             payment_max_attempts: positive(env, "SEATGATE_PAYMENT_MAX_ATTEMPTS", 5)?,
             payment_retry_base: Duration::from_millis(positive(env, "SEATGATE_PAYMENT_RETRY_BASE_MS", 1000)?),
             stuck_payment_after: Duration::from_secs(positive(env, "SEATGATE_STUCK_PAYMENT_SECS", 30)?),

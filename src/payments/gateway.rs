@@ -45,11 +45,21 @@ pub trait PaymentGateway: Send + Sync {
 pub struct SimulatedGateway {
     db: PgPool,
     latency: Duration,
+    failure_rate: f64,
 }
 
 impl SimulatedGateway {
-    pub fn new(db: PgPool, latency: Duration) -> Self {
-        Self { db, latency }
+    /// `failure_rate` (0 to 1) of calls fail transiently whatever the token (fault injection).
+    pub fn new(db: PgPool, latency: Duration, failure_rate: f64) -> Self {
+        Self { db, latency, failure_rate }
+    }
+
+    fn injected_failure(&self) -> Result<(), Transient> {
+        use rand::Rng;
+        if self.failure_rate > 0.0 && rand::rng().random_bool(self.failure_rate.clamp(0.0, 1.0)) {
+            return Err(Transient("injected gateway failure".into()));
+        }
+        Ok(())
     }
 }
 
@@ -61,6 +71,7 @@ fn transient(e: sqlx::Error) -> Transient {
 impl PaymentGateway for SimulatedGateway {
     async fn charge(&self, c: Charge<'_>) -> Result<ChargeResult, Transient> {
         tokio::time::sleep(self.latency).await;
+        self.injected_failure()?;
         let reference = format!("sim_{}", c.payment_id.simple());
         // The ledger row is the gateway's memory of this payment id.
         sqlx::query(
@@ -115,6 +126,7 @@ impl PaymentGateway for SimulatedGateway {
 
     async fn refund(&self, payment_id: Uuid) -> Result<(), Transient> {
         tokio::time::sleep(self.latency).await;
+        self.injected_failure()?;
         sqlx::query(
             "update gateway_charges set status = 'refunded', refunded_at = now() where payment_id = $1 and status = 'charged'",
         )

@@ -26,7 +26,9 @@ pub enum Role {
 
 /// The worker context with the simulated gateway (the only gateway this build has).
 pub fn context(state: AppState) -> WorkerCtx {
-    let gateway = Arc::new(SimulatedGateway::new(state.db.clone(), state.config.workers.payment_latency));
+    let workers = &state.config.workers;
+    let gateway =
+        Arc::new(SimulatedGateway::new(state.db.clone(), workers.payment_latency, workers.payment_failure_rate));
     WorkerCtx { state, gateway }
 }
 

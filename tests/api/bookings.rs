@@ -462,3 +462,33 @@ async fn checkout_while_the_broker_is_down_is_503_and_leaves_a_reservation_for_t
         .expect("count");
     assert_eq!(pending, 1, "the reservation waits for the sweeper (republish, or expiry at its deadline)");
 }
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_gateway_failing_a_third_of_the_time_still_books_every_paid_checkout_once(db: PgPool) {
+    // Arrange: injected transient failures, generous attempts.
+    let mut config = test_config();
+    config.workers.payment_failure_rate = 0.3;
+    config.workers.payment_max_attempts = 12;
+    config.workers.payment_retry_base = Duration::from_millis(20);
+    let app = TestApp::spawn_with(db.clone(), config).await;
+    app.start_workers();
+    let show = show(&app, 8).await;
+    // Act: eight buyers, one seat each.
+    let mut reservations = Vec::new();
+    for i in 0..8 {
+        let user = app.new_user().await;
+        let hold_id = hold(&app, &user, &show, &[i]).await;
+        let accepted = checkout(&app, &user, &hold_id, "k", "tok_ok").await.json_status(202).await;
+        reservations.push((user, accepted["reservation_id"].as_str().expect("id").to_owned()));
+    }
+    // Assert: all confirmed, each charged once.
+    for (user, reservation) in &reservations {
+        wait_for(&app, user, reservation, "confirmed").await;
+    }
+    let charged: i64 = sqlx::query_scalar("select count(*) from gateway_charges where status = 'charged'")
+        .fetch_one(&db)
+        .await
+        .expect("count");
+    assert_eq!(charged, 8);
+    assert!(seatgate::invariants::check(&app.state, 30).await.expect("checked").violations.is_empty());
+}
