@@ -30,7 +30,7 @@ fn main() -> std::process::ExitCode {
     runtime.block_on(async move {
         let listener = TcpListener::bind(addr).await.expect("the listen address is free");
         eprintln!("upstream {name} listening on {}", listener.local_addr().expect("bound address"));
-        let health: Bytes = format!(r#"{{"status":"ok","instance":"{name}"}}"#).into();
+        let health: Bytes = serde_json::json!({ "status": "ok", "instance": &*name }).to_string().into();
         loop {
             let (stream, _) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -45,7 +45,7 @@ fn main() -> std::process::ExitCode {
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let body = match req.uri().path() {
                         "/health/live" | "/health/ready" => health.clone(),
-                        path => Bytes::from(format!(r#"{{"instance":"{name}","path":"{path}"}}"#)),
+                        path => Bytes::from(serde_json::json!({ "instance": &*name, "path": path }).to_string()),
                     };
                     async move {
                         let mut res = Response::new(Full::new(body));
