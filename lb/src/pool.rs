@@ -44,21 +44,20 @@ impl Pool {
         Self { idle: ArrayQueue::new(max_idle.max(1)) }
     }
 
-    /// An idle connection that is usable, if any. One returned a moment ago may still be
-    /// finishing its previous exchange inside hyper; waiting for it (bounded by `wait`) is cheaper
-    /// than opening a new connection.
-    pub(crate) async fn take(&self, wait: Duration) -> Option<Sender> {
-        while let Some(mut sender) = self.idle.pop() {
+    /// An idle connection that is ready for a request, if any. A connection put back a moment
+    /// ago may still be finishing its previous exchange inside hyper (or still sending a request
+    /// body the upstream answered early): it goes to the back of the queue for later, and is
+    /// not waited for, so a request never stalls behind it.
+    pub(crate) fn take(&self) -> Option<Sender> {
+        for _ in 0..self.idle.len() {
+            let sender = self.idle.pop()?;
             if sender.is_ready() {
                 return Some(sender);
             }
-            if sender.is_closed() {
-                // Closed by the upstream: dropping it frees the connection task.
-                continue;
+            if !sender.is_closed() {
+                let _ = self.idle.push(sender);
             }
-            if let Ok(Ok(())) = tokio::time::timeout(wait, sender.ready()).await {
-                return Some(sender);
-            }
+            // A closed one is dropped here, which ends its connection task.
         }
         None
     }

@@ -201,7 +201,7 @@ impl Proxy {
     /// upstream: that is staleness, not a failure of the upstream.
     async fn send(&self, backend: &Backend, mut req: Request<ReqBody>) -> Attempt {
         loop {
-            let (mut sender, reused) = match backend.pool().take(self.connect_timeout).await {
+            let (mut sender, reused) = match backend.pool().take() {
                 Some(sender) => (sender, true),
                 None => match pool::connect(&backend.url, self.connect_timeout).await {
                     Ok(sender) => (sender, false),
