@@ -57,9 +57,7 @@ pub struct DatabaseConfig {
 pub struct RedisConfig {
     /// `SEATGATE_REDIS_URL`; a `/N` database index is honoured.
     pub url: Secret,
-    /// `SEATGATE_REDIS_POOL_SIZE`
-    pub pool_size: usize,
-    /// `SEATGATE_REDIS_TIMEOUT_MS`: wait for a pooled connection or a reply at most this long.
+    /// `SEATGATE_REDIS_TIMEOUT_MS`: wait for a connection or a reply at most this long.
     pub timeout: Duration,
     /// `SEATGATE_REDIS_KEY_PREFIX` (default `sg`): first part of every key, so several
     /// deployments (or tests) can share one Redis.
@@ -230,7 +228,6 @@ impl Config {
         };
         let redis = RedisConfig {
             url: url_var(env, "SEATGATE_REDIS_URL", DEFAULT_REDIS_URL, &["redis", "rediss", "redis+unix", "unix"])?,
-            pool_size: positive(env, "SEATGATE_REDIS_POOL_SIZE", 32)?,
             timeout: Duration::from_millis(positive(env, "SEATGATE_REDIS_TIMEOUT_MS", 2000)?),
             key_prefix: key_prefix(env)?,
         };

@@ -24,7 +24,20 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
             .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
             .unwrap_or_else(|_| PrometheusBuilder::new());
         match builder.install_recorder() {
-            Ok(handle) => handle,
+            Ok(handle) => {
+                // Without an exporter thread nothing drains histogram buckets between scrapes.
+                let upkeep = handle.clone();
+                std::thread::Builder::new()
+                    .name("metrics-upkeep".into())
+                    .spawn(move || {
+                        loop {
+                            std::thread::sleep(Duration::from_secs(5));
+                            upkeep.run_upkeep();
+                        }
+                    })
+                    .ok();
+                handle
+            }
             // A recorder is already installed (another library in the same process): keep a
             // detached one so /metrics still answers.
             Err(_) => PrometheusBuilder::new().build_recorder().handle(),

@@ -15,7 +15,7 @@ use crate::infra::redis::Keys;
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
-    pub redis: deadpool_redis::Pool,
+    pub redis: crate::infra::redis::RedisPool,
     pub keys: Keys,
     pub amqp: Arc<Amqp>,
     pub jwt: Arc<JwtKeys>,
@@ -29,7 +29,7 @@ pub struct AppState {
 
 impl AppState {
     /// Builds the state from connected pools (no I/O here).
-    pub fn new(config: Config, db: PgPool, redis: deadpool_redis::Pool) -> Self {
+    pub fn new(config: Config, db: PgPool, redis: crate::infra::redis::RedisPool) -> Self {
         let keys = Keys::new(config.redis.key_prefix.clone());
         let names = crate::messaging::topology::Names::new(
             &config.amqp.namespace,

@@ -64,7 +64,7 @@ struct ApiTarget {
 
 /// What the raw phase needs: its own keys and seats in the same Redis.
 struct RawTarget {
-    pool: deadpool_redis::Pool,
+    pool: seatgate::infra::redis::RedisPool,
     keys: Arc<ShowtimeKeys>,
     seat_ids: Arc<Vec<Uuid>>,
     holds: HoldConfig,

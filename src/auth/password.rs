@@ -3,6 +3,8 @@
 
 use std::sync::LazyLock;
 
+use tokio::sync::Semaphore;
+
 use anyhow::Context;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -14,6 +16,11 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
     hash_blocking(&random).unwrap_or_default()
 });
 
+/// Hashes computed at once, at most. Each takes 19 MiB and a core for tens of milliseconds; a
+/// burst of logins at on-sale time queues here instead of exhausting memory and CPU.
+static HASHING: LazyLock<Semaphore> =
+    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
+
 fn hash_blocking(password: &str) -> anyhow::Result<String> {
     let hash = Argon2::default().hash_password(password.as_bytes()).map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
     Ok(hash.to_string())
@@ -21,12 +28,14 @@ fn hash_blocking(password: &str) -> anyhow::Result<String> {
 
 /// An argon2id PHC string for `password`, with a fresh random salt.
 pub async fn hash(password: String) -> anyhow::Result<String> {
+    let _permit = HASHING.acquire().await.context("hashing semaphore closed")?;
     tokio::task::spawn_blocking(move || hash_blocking(&password)).await.context("password hashing task failed")?
 }
 
 /// True when `password` matches `hash`. With no hash (unknown user) a dummy hash is checked
 /// so the time taken gives nothing away; the answer is then always false.
 pub async fn verify(password: String, hash: Option<String>) -> anyhow::Result<bool> {
+    let _permit = HASHING.acquire().await.context("hashing semaphore closed")?;
     tokio::task::spawn_blocking(move || {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| DUMMY_HASH.clone());

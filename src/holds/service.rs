@@ -91,7 +91,7 @@ pub fn redis_error(e: anyhow::Error) -> ApiError {
     let unreachable = e.chain().any(|cause| {
         cause.downcast_ref::<redis::RedisError>().is_some_and(|r| {
             r.is_io_error() || r.is_timeout() || r.is_connection_dropped() || r.is_connection_refusal()
-        }) || cause.downcast_ref::<deadpool_redis::PoolError>().is_some()
+        }) || cause.downcast_ref::<crate::infra::redis::RedisUnavailable>().is_some()
     });
     if unreachable { ApiError::Unavailable(e) } else { ApiError::Internal(e) }
 }

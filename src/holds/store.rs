@@ -32,8 +32,8 @@ script!(SEATMAP, "seatmap.lua");
 /// Holds dropped per script call at most, so one call never blocks Redis for long.
 pub const PURGE_LIMIT: usize = 500;
 
-/// A Redis connection from the pool.
-pub type Conn = deadpool_redis::Connection;
+/// A handle to the shared Redis connection.
+pub type Conn = redis::aio::ConnectionManager;
 
 /// Result of `hold.lua`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,21 +4,81 @@
 //! showtime share the hash tag `{st:<id>}` so every multi-key script runs on one Redis Cluster
 //! slot.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use anyhow::Context;
-use deadpool_redis::{Config as PoolConfig, Pool, PoolConfig as PoolSize, Runtime, Timeouts};
+use deadpool_redis::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use deadpool_redis::redis::{Client, RedisError};
+use tokio::sync::OnceCell;
 
 use crate::config::RedisConfig;
 
-/// Builds the pool. Connections are opened lazily, so this succeeds while Redis is down;
-/// readiness reports it.
-pub fn pool(config: &RedisConfig) -> anyhow::Result<Pool> {
-    let mut cfg = PoolConfig::from_url(config.url.expose());
-    cfg.pool = Some(PoolSize {
-        max_size: config.pool_size,
-        timeouts: Timeouts { wait: Some(config.timeout), create: Some(config.timeout), recycle: Some(config.timeout) },
-        ..PoolSize::default()
-    });
-    cfg.create_pool(Some(Runtime::Tokio1)).context("invalid SEATGATE_REDIS_URL")
+/// One multiplexed, self-reconnecting connection per process, shared by every request:
+/// commands from concurrent requests are pipelined on it, and no per-request checkout (with its
+/// health-check round trip) is needed. Opened on first use, so start-up succeeds while Redis is
+/// down; readiness reports it.
+#[derive(Clone)]
+pub struct RedisPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    timeout: Duration,
+    connection: OnceCell<ConnectionManager>,
+    /// The runtime the connection's driver task runs on: the process' main runtime, not the
+    /// per-thread runtime of whichever actix worker first needed Redis.
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+/// Redis could not be reached (connect failed or timed out).
+#[derive(Debug, thiserror::Error)]
+#[error("redis is unavailable: {0}")]
+pub struct RedisUnavailable(String);
+
+impl std::fmt::Debug for RedisPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisPool").field("timeout", &self.inner.timeout).finish_non_exhaustive()
+    }
+}
+
+impl RedisPool {
+    /// A handle to the shared connection (cheap to clone; commands from clones are multiplexed).
+    pub async fn get(&self) -> Result<ConnectionManager, RedisUnavailable> {
+        let inner = &self.inner;
+        let connection = inner
+            .connection
+            .get_or_try_init(|| async {
+                let config = ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(inner.timeout))
+                    .set_connection_timeout(Some(inner.timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_secs(1));
+                let client = inner.client.clone();
+                let connect = async move { ConnectionManager::new_with_config(client, config).await };
+                let result = match &inner.runtime {
+                    Some(runtime) => runtime.spawn(connect).await.map_err(|e| RedisUnavailable(e.to_string()))?,
+                    None => connect.await,
+                };
+                result.map_err(|e: RedisError| RedisUnavailable(e.to_string()))
+            })
+            .await?;
+        Ok(connection.clone())
+    }
+}
+
+/// Builds the (lazy) connection; fails only for an invalid URL.
+pub fn pool(config: &RedisConfig) -> anyhow::Result<RedisPool> {
+    let client = Client::open(config.url.expose()).context("invalid SEATGATE_REDIS_URL")?;
+    Ok(RedisPool {
+        inner: Arc::new(Inner {
+            client,
+            timeout: config.timeout,
+            connection: OnceCell::new(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        }),
+    })
 }
 
 /// Key names, all under one prefix.

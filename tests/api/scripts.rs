@@ -18,7 +18,7 @@ use crate::helpers::test_config;
 
 /// A showtime's keys under a fresh prefix, warmed as if loaded from PostgreSQL.
 struct Env {
-    pool: deadpool_redis::Pool,
+    pool: seatgate::infra::redis::RedisPool,
     keys: ShowtimeKeys,
     seats: Vec<Uuid>,
 }
