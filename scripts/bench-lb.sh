@@ -8,7 +8,10 @@
 #
 # Knobs (env): ROUNDS (3), DURATION (10s), THREADS (wrk threads, 2), CONNS (64),
 # WORKERS (nginx worker_processes = seatgate-lb tokio worker threads, 2),
-# BENCH_PATH (/health/live, answered by both upstreams with a small JSON body).
+# BENCH_PATH (/health/live, answered by both upstreams with a small JSON body),
+# UPSTREAM (tiny: two small echo servers; seatgate: two real seatgate API instances on a demo
+# database, with BENCH_PATH defaulting to the seat map of a demo showtime:
+#   UPSTREAM=seatgate scripts/bench-lb.sh).
 # Output: per-round req/s and p99 for both, then medians and the ratio lb/nginx.
 set -euo pipefail
 
@@ -17,7 +20,8 @@ DURATION=${DURATION:-10s}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-64}
 WORKERS=${WORKERS:-2}
-BENCH_PATH=${BENCH_PATH:-/health/live}
+UPSTREAM=${UPSTREAM:-tiny}
+BENCH_PATH=${BENCH_PATH:-}
 
 cd "$(dirname "$0")/.."
 
@@ -33,6 +37,10 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 echo "building seatgate-lb and the bench upstream (release)" >&2
 cargo build --release --quiet -p seatgate-lb --bin seatgate-lb --example upstream
+if [ "$UPSTREAM" = seatgate ]; then
+  cargo build --release --quiet -p seatgate --bin seatgate
+  scripts/ensure-services.sh >/dev/null
+fi
 LB_BIN=target/release/seatgate-lb
 UP_BIN=target/release/examples/upstream
 
@@ -60,10 +68,25 @@ wait_http() { # url: poll until it answers 200, at most 10 s
 
 U1=$(free_port); U2=$(free_port); LB=$(free_port); LB_ADMIN=$(free_port); NG=$(free_port)
 
-"$UP_BIN" "127.0.0.1:$U1" a 2>"$TMP/up-a.log" & PIDS+=($!)
-"$UP_BIN" "127.0.0.1:$U2" b 2>"$TMP/up-b.log" & PIDS+=($!)
-wait_http "http://127.0.0.1:$U1/health/ready"
-wait_http "http://127.0.0.1:$U2/health/ready"
+if [ "$UPSTREAM" = seatgate ]; then
+  export SEATGATE_DATABASE_URL="postgres://postgres@127.0.0.1:5432/seatgate_lbbench"
+  export SEATGATE_REDIS_KEY_PREFIX=sglbbench SEATGATE_AMQP_NAMESPACE=lbbench SEATGATE_AMQP_QUEUE_EXPIRES_MS=600000
+  export SEATGATE_JWT_SECRET="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" RUST_LOG=warn RUST_BACKTRACE=0
+  export SEATGATE_HTTP_WORKERS="$WORKERS"
+  target/release/seatgate seed-demo >"$TMP/seed.log" 2>&1
+  SEATGATE_LISTEN="127.0.0.1:$U1" target/release/seatgate serve 2>"$TMP/up-a.log" & PIDS+=($!)
+  SEATGATE_LISTEN="127.0.0.1:$U2" target/release/seatgate serve 2>"$TMP/up-b.log" & PIDS+=($!)
+  wait_http "http://127.0.0.1:$U1/health/ready"
+  wait_http "http://127.0.0.1:$U2/health/ready"
+  SHOW=$(curl -fsS "http://127.0.0.1:$U1/api/v1/showtimes?per_page=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
+  BENCH_PATH=${BENCH_PATH:-/api/v1/showtimes/$SHOW/seats}
+else
+  BENCH_PATH=${BENCH_PATH:-/health/live}
+  "$UP_BIN" "127.0.0.1:$U1" a 2>"$TMP/up-a.log" & PIDS+=($!)
+  "$UP_BIN" "127.0.0.1:$U2" b 2>"$TMP/up-b.log" & PIDS+=($!)
+  wait_http "http://127.0.0.1:$U1/health/ready"
+  wait_http "http://127.0.0.1:$U2/health/ready"
+fi
 
 SEATGATE_LB_LISTEN="127.0.0.1:$LB" \
 SEATGATE_LB_ADMIN_LISTEN="127.0.0.1:$LB_ADMIN" \
