@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, in_hours};
+use crate::helpers::{TestApp, book_seat, in_hours};
 
 fn id(v: &Value) -> &str {
     v["id"].as_str().expect("an id")
@@ -305,7 +305,7 @@ async fn only_a_viewer_with_a_confirmed_booking_may_review_once(db: PgPool) {
     // Without a booking: 403.
     assert_eq!(app.post(&path, Some(&viewer.token), &review).await.problem(403).await.code, "forbidden");
     // With a confirmed booking (written directly: bookings come from the payment worker).
-    book(&db, viewer.id, show["id"].as_str().expect("id").parse().expect("uuid")).await;
+    book_seat(&db, viewer.id, show["id"].as_str().expect("id"), None).await;
     // Act
     let created = app.post(&path, Some(&viewer.token), &review).await.json_status(201).await;
     // Assert
@@ -318,32 +318,4 @@ async fn only_a_viewer_with_a_confirmed_booking_may_review_once(db: PgPool) {
     let page = app.get(&path, None).await.json_status(200).await;
     assert_eq!(page["total"], 1);
     app.get(&format!("/api/v1/movies/{}/reviews", Uuid::now_v7()), None).await.problem(404).await;
-}
-
-/// A confirmed booking of one showtime for a user, straight in the database.
-async fn book(db: &PgPool, user_id: Uuid, showtime_id: Uuid) {
-    let reservation = Uuid::now_v7();
-    sqlx::query(
-        r#"insert into reservations (id, user_id, showtime_id, hold_id, status, amount_minor, currency, deadline)
-           values ($1, $2, $3, $4, 'confirmed', 1000, 'EUR', now())"#,
-    )
-    .bind(reservation)
-    .bind(user_id)
-    .bind(showtime_id)
-    .bind(Uuid::now_v7())
-    .execute(db)
-    .await
-    .expect("reservation");
-    sqlx::query(
-        r#"insert into bookings (id, reservation_id, user_id, showtime_id, ticket_code, amount_minor, currency)
-           values ($1, $2, $3, $4, $5, 1000, 'EUR')"#,
-    )
-    .bind(Uuid::now_v7())
-    .bind(reservation)
-    .bind(user_id)
-    .bind(showtime_id)
-    .bind(Uuid::new_v4().simple().to_string())
-    .execute(db)
-    .await
-    .expect("booking");
 }

@@ -279,3 +279,42 @@ impl Res {
         problem
     }
 }
+
+/// A confirmed booking, straight in PostgreSQL (bookings normally come from the payment
+/// worker), of one seat or, with `None`, of no particular seat.
+pub async fn book_seat(db: &PgPool, user_id: Uuid, showtime: &str, seat: Option<&str>) {
+    let showtime: Uuid = showtime.parse().expect("uuid");
+    let (reservation, booking) = (Uuid::now_v7(), Uuid::now_v7());
+    sqlx::query(
+        r#"insert into reservations (id, user_id, showtime_id, hold_id, status, amount_minor, currency, deadline)
+           values ($1, $2, $3, $4, 'confirmed', 1000, 'EUR', now())"#,
+    )
+    .bind(reservation)
+    .bind(user_id)
+    .bind(showtime)
+    .bind(Uuid::now_v7())
+    .execute(db)
+    .await
+    .expect("reservation");
+    sqlx::query(
+        r#"insert into bookings (id, reservation_id, user_id, showtime_id, ticket_code, amount_minor, currency)
+           values ($1, $2, $3, $4, $5, 1000, 'EUR')"#,
+    )
+    .bind(booking)
+    .bind(reservation)
+    .bind(user_id)
+    .bind(showtime)
+    .bind(Uuid::new_v4().simple().to_string())
+    .execute(db)
+    .await
+    .expect("booking");
+    if let Some(seat) = seat {
+        sqlx::query("insert into booked_seats (showtime_id, seat_id, booking_id) values ($1, $2, $3)")
+            .bind(showtime)
+            .bind(seat.parse::<Uuid>().expect("uuid"))
+            .bind(booking)
+            .execute(db)
+            .await
+            .expect("booked seat");
+    }
+}

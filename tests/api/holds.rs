@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, TestUser, test_config};
+use crate::helpers::{TestApp, TestUser, book_seat, test_config};
 
 /// A showtime with its seat ids by name ("A1", ...).
 struct Show {
@@ -220,7 +220,7 @@ async fn the_seat_map_shows_available_held_and_sold_with_prices(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let show = show(&app, &[("A", 3, "standard"), ("B", 1, "vip")]).await;
     let (alice, bob) = (app.new_user().await, app.new_user().await);
-    book_seat(&db, bob.id, &show.id, &show.seat("A1")).await;
+    book_seat(&db, bob.id, &show.id, Some(&show.seat("A1"))).await;
     hold(&app, &alice, &show, &["A2"]).await.assert_status(201);
     // Act
     let path = format!("/api/v1/showtimes/{}/seats", show.id);
@@ -247,7 +247,7 @@ async fn the_sold_cache_is_rebuilt_from_postgres_when_redis_lost_it(db: PgPool) 
     let path = format!("/api/v1/showtimes/{}/seats", show.id);
     assert_eq!(statuses(&app.get(&path, None).await.json_status(200).await)[0].1, "available");
     // A booking lands while Redis loses the showtime's keys.
-    book_seat(&db, bob.id, &show.id, &show.seat("A1")).await;
+    book_seat(&db, bob.id, &show.id, Some(&show.seat("A1"))).await;
     let keys = app.state.keys.showtime(show.id.parse().expect("uuid"));
     let mut conn = app.state.redis.get().await.expect("redis");
     let _: () = deadpool_redis::redis::cmd("DEL")
@@ -286,40 +286,4 @@ async fn the_sweeper_drops_expired_holds(db: PgPool) {
         .await
         .expect("smembers");
     assert!(active.is_empty(), "a showtime without holds leaves the sweeper's list");
-}
-
-/// A confirmed booking of one seat, straight in PostgreSQL.
-async fn book_seat(db: &PgPool, user_id: Uuid, showtime: &str, seat: &str) {
-    let showtime: Uuid = showtime.parse().expect("uuid");
-    let (reservation, booking) = (Uuid::now_v7(), Uuid::now_v7());
-    sqlx::query(
-        r#"insert into reservations (id, user_id, showtime_id, hold_id, status, amount_minor, currency, deadline)
-           values ($1, $2, $3, $4, 'confirmed', 1000, 'EUR', now())"#,
-    )
-    .bind(reservation)
-    .bind(user_id)
-    .bind(showtime)
-    .bind(Uuid::now_v7())
-    .execute(db)
-    .await
-    .expect("reservation");
-    sqlx::query(
-        r#"insert into bookings (id, reservation_id, user_id, showtime_id, ticket_code, amount_minor, currency)
-           values ($1, $2, $3, $4, $5, 1000, 'EUR')"#,
-    )
-    .bind(booking)
-    .bind(reservation)
-    .bind(user_id)
-    .bind(showtime)
-    .bind(Uuid::new_v4().simple().to_string())
-    .execute(db)
-    .await
-    .expect("booking");
-    sqlx::query("insert into booked_seats (showtime_id, seat_id, booking_id) values ($1, $2, $3)")
-        .bind(showtime)
-        .bind(seat.parse::<Uuid>().expect("uuid"))
-        .bind(booking)
-        .execute(db)
-        .await
-        .expect("booked seat");
 }
