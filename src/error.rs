@@ -152,6 +152,11 @@ impl From<sqlx::Error> for ApiError {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
                 Self::Unavailable(anyhow::Error::new(e).context("postgres"))
             }
+            // Text PostgreSQL cannot store (a NUL byte) that slipped past validation is still
+            // the client's mistake.
+            sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("22021" | "22P05")) => {
+                Self::invalid("body", "text must not contain NUL characters")
+            }
             other => Self::Internal(anyhow::Error::new(other).context("postgres query")),
         }
     }

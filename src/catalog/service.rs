@@ -144,12 +144,8 @@ pub async fn list_movies(state: &AppState, q: MovieQuery) -> Result<Page<Movie>,
     let paging = Paging::try_from(q.paging())?;
     let text = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
     let genre = q.genre.as_deref().map(|g| g.trim().to_lowercase()).filter(|s| !s.is_empty());
-    if q.q.as_ref().is_some_and(|t| t.chars().count() > 200) {
-        return Err(ApiError::invalid("q", "at most 200 characters"));
-    }
-    if q.genre.as_ref().is_some_and(|g| g.chars().count() > 40) {
-        return Err(ApiError::invalid("genre", "at most 40 characters"));
-    }
+    check_filter("q", q.q.as_ref(), 200)?;
+    check_filter("genre", q.genre.as_ref(), 40)?;
     let name = format!("movies:{}", serde_json::json!([text, genre, paging.page, paging.per_page]));
     cache::cached(state, &name, || async {
         let mut conn = state.db.acquire().await?;
@@ -206,12 +202,20 @@ pub async fn delete_movie(state: &AppState, id: Uuid) -> Result<(), ApiError> {
 
 // ---- theaters ----
 
+/// A text filter of a list: at most `max` characters, no control characters.
+fn check_filter(field: &str, value: Option<&String>, max: usize) -> Result<(), ApiError> {
+    match value {
+        Some(v) if v.chars().count() > max => Err(ApiError::invalid(field, format!("at most {max} characters"))),
+        Some(v) if v.chars().any(char::is_control) => {
+            Err(ApiError::invalid(field, "must not contain control characters"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A city filter is at most 100 characters, like a city.
 fn check_city(city: Option<&String>) -> Result<(), ApiError> {
-    if city.is_some_and(|c| c.chars().count() > 100) {
-        return Err(ApiError::invalid("city", "at most 100 characters"));
-    }
-    Ok(())
+    check_filter("city", city, 100)
 }
 
 pub async fn list_theaters(state: &AppState, q: TheaterQuery) -> Result<Page<Theater>, ApiError> {

@@ -102,8 +102,8 @@ pub async fn checkout(
 ) -> Result<(u16, Value), ApiError> {
     let key = idempotency::parse_key(key)?;
     let token = req.payment_token.trim();
-    if token.is_empty() || token.len() > 200 {
-        return Err(ApiError::invalid("payment_token", "must be 1 to 200 characters"));
+    if token.is_empty() || token.len() > 200 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::invalid("payment_token", "must be 1 to 200 printable ASCII characters"));
     }
     let hash = idempotency::fingerprint(&["checkout", &hold_id.to_string(), token]);
     match idempotency::claim(&state.db, user.id, &key, &hash).await? {
