@@ -2,23 +2,31 @@
 # Runs a load scenario of seatgate-bench against ONE fresh release API instance on this machine.
 #
 #   scripts/bench.sh holds [extra seatgate-bench args, e.g. --users 32 --rounds 5]
+#   scripts/bench.sh booking [args]     hold -> checkout -> confirmed, against pgbench
+#   scripts/bench.sh sellout [args]     5,000 users race for a 1,000-seat showtime, then verify
 #
 # Checks (and starts) PostgreSQL, Redis and RabbitMQ, builds the release binaries, drops and
 # recreates the database seatgate_bench, starts `seatgate serve` on 127.0.0.1:8090 (logs in
 # target/bench/), waits for /health/ready, runs the scenario, and always stops the API on exit.
 # Redis keys of the bench API live under the prefix "sgbench" and are deleted at the end.
+# The API uses the RabbitMQ names of the namespace "bench" (queues deleted before and after the
+# run); `booking` and `sellout` also run `seatgate-workers all` with the API's settings; `booking`
+# also gets a scratch database seatgate_bench_pgbench, migrated by `seatgate migrate` and
+# dropped at the end, for its pgbench phases.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-  echo "usage: scripts/bench.sh <scenario> [seatgate-bench args]   scenarios: holds" >&2
+  echo "usage: scripts/bench.sh <scenario> [seatgate-bench args]   scenarios: holds, booking, sellout" >&2
   exit 2
 }
 [ $# -ge 1 ] || usage
 scenario=$1
 shift
+with_workers=0
 case "$scenario" in
   holds) ;;
+  booking | sellout) with_workers=1 ;;
   -h | --help) usage ;;
   *) echo "error: unknown scenario '$scenario'" >&2; usage ;;
 esac
@@ -27,11 +35,13 @@ listen=127.0.0.1:8090
 api_url=http://$listen
 key_prefix=sgbench
 database=seatgate_bench
+pgbench_database=seatgate_bench_pgbench
+amqp_namespace=bench
 
 scripts/ensure-services.sh
 
 echo "building release binaries (several minutes the first time)..."
-cargo build --release --locked -p seatgate -p seatgate-bench
+cargo build --release --locked -p seatgate -p seatgate-workers -p seatgate-bench
 
 if (exec 3<>"/dev/tcp/127.0.0.1/8090") 2>/dev/null; then
   echo "error: something already listens on $listen; stop it first" >&2
@@ -43,10 +53,42 @@ psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -q -c "drop database if exists 
 
 export SEATGATE_ADMIN_EMAIL="${SEATGATE_ADMIN_EMAIL:-admin@seatgate.local}"
 export SEATGATE_ADMIN_PASSWORD="${SEATGATE_ADMIN_PASSWORD:-admin-password}"
+# The settings of the API, and of the workers and `seatgate check-invariants` (sellout), which
+# must see the same database, Redis prefix, AMQP names and JWT secret. Exported, so the bench
+# gets them too. RUST_BACKTRACE is unset as in the Dockerfile and compose file: with it, anyhow
+# captures a backtrace for every error and symbolises it when the error is logged, which costs
+# milliseconds of a worker thread per logged error and distorts the tail under load.
+unset RUST_BACKTRACE RUST_LIB_BACKTRACE
+export SEATGATE_LISTEN=$listen
+export SEATGATE_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$database
+export SEATGATE_JWT_SECRET="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export SEATGATE_REDIS_KEY_PREFIX=$key_prefix
+export SEATGATE_AMQP_NAMESPACE=$amqp_namespace
+export SEATGATE_LOG_FORMAT=json
+export RUST_LOG=warn
 
 mkdir -p target/bench
-log="target/bench/api-$scenario-$(date -u +%Y%m%dT%H%M%SZ).log"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+log="target/bench/api-$scenario-$stamp.log"
+workers_log="target/bench/workers-$scenario-$stamp.log"
 api_pid=
+workers_pid=
+
+# RabbitMQ queues of the bench namespace (names end in ".bench"): what is left in them is
+# printed, then they are deleted, so a run never starts with an earlier run's messages.
+amqp_cleanup() {
+  command -v rabbitmqctl >/dev/null 2>&1 || return 0
+  local queues
+  queues=$(timeout 60 rabbitmqctl -q list_queues name messages </dev/null 2>/dev/null |
+    awk -v ns=".$amqp_namespace" 'substr($1, length($1) - length(ns) + 1) == ns') || return 0
+  [ -n "$queues" ] || return 0
+  echo "RabbitMQ queues of namespace '$amqp_namespace' (name, messages left), now deleted:"
+  echo "$queues" | sed 's/^/  /'
+  echo "$queues" | while read -r queue _; do
+    # </dev/null: rabbitmqctl reads stdin, and would eat the rest of this loop's input.
+    timeout 60 rabbitmqctl -q delete_queue "$queue" </dev/null >/dev/null 2>&1 || true
+  done
+}
 
 redis_cleanup() {
   # Only this run's API keys: the prefix is the bench's own.
@@ -54,39 +96,52 @@ redis_cleanup() {
     xargs -r -n 500 redis-cli -h 127.0.0.1 -p 6379 del >/dev/null 2>&1 || true
 }
 
-stop_api() {
-  if [ -n "$api_pid" ] && kill -0 "$api_pid" 2>/dev/null; then
-    kill -TERM "$api_pid" 2>/dev/null || true
-    # The API drains for up to SEATGATE_SHUTDOWN_TIMEOUT_SECS; give it a little more, then force.
+# SIGTERM, then SIGKILL after 15 s. The API drains for up to SEATGATE_SHUTDOWN_TIMEOUT_SECS;
+# the workers finish the tasks they hold.
+stop_pid() {
+  local pid=$1 name=$2
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 60); do
-      kill -0 "$api_pid" 2>/dev/null || break
+      kill -0 "$pid" 2>/dev/null || break
       sleep 0.25
     done
-    if kill -0 "$api_pid" 2>/dev/null; then
-      echo "warning: the API did not stop within 15 s; killing it" >&2
-      kill -KILL "$api_pid" 2>/dev/null || true
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "warning: the $name did not stop within 15 s; killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
     fi
-    wait "$api_pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
   fi
+}
+
+stop_api() {
+  stop_pid "$workers_pid" workers
+  workers_pid=
+  stop_pid "$api_pid" API
   api_pid=
   redis_cleanup
+  amqp_cleanup
+  if [ "$scenario" = booking ]; then
+    psql -h 127.0.0.1 -U postgres -q -c "drop database if exists $pgbench_database with (force)" 2>/dev/null || true
+  fi
 }
 trap stop_api EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+amqp_cleanup
+if [ "$scenario" = booking ]; then
+  # The pgbench side's scratch database: the same schema, from the same migrations.
+  psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -q -c "drop database if exists $pgbench_database with (force)"
+  SEATGATE_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$pgbench_database target/release/seatgate migrate
+fi
+if [ "$scenario" = sellout ]; then
+  # 5,000 users are 5,000 connections on each side.
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+fi
+
 echo "starting the API on $api_url (log: $log)"
-# RUST_BACKTRACE is unset for the API as in the Dockerfile and compose file: with it, anyhow
-# captures a backtrace for every error and symbolises it when the error is logged, which costs
-# milliseconds of a worker thread per logged error and distorts the tail under load.
-env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE \
-  SEATGATE_LISTEN=$listen \
-  SEATGATE_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$database \
-  SEATGATE_JWT_SECRET="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
-  SEATGATE_REDIS_KEY_PREFIX=$key_prefix \
-  SEATGATE_LOG_FORMAT=json \
-  RUST_LOG=warn \
-  target/release/seatgate serve >"$log" 2>&1 &
+target/release/seatgate serve >"$log" 2>&1 &
 api_pid=$!
 
 ready=0
@@ -108,9 +163,28 @@ if [ $ready -ne 1 ]; then
   exit 1
 fi
 
+if [ "$with_workers" = 1 ]; then
+  echo "starting seatgate-workers all (log: $workers_log)"
+  target/release/seatgate-workers all >"$workers_log" 2>&1 &
+  workers_pid=$!
+  sleep 2
+  if ! kill -0 "$workers_pid" 2>/dev/null; then
+    echo "error: the workers exited during start-up; last lines of $workers_log:" >&2
+    tail -n 20 "$workers_log" >&2
+    exit 1
+  fi
+fi
+
 echo "API ready; running scenario '$scenario'"
 # The bench's --api default is this address; the admin comes from the variables above.
-target/release/seatgate-bench "$scenario" "$@"
+status=0
+target/release/seatgate-bench "$scenario" "$@" || status=$?
 warnings=$(grep -c '"level":"WARN"' "$log" || true)
 errors=$(grep -c '"level":"ERROR"' "$log" || true)
 echo "API log: $log ($errors error lines, $warnings warning lines)"
+if [ "$with_workers" = 1 ]; then
+  warnings=$(grep -c '"level":"WARN"' "$workers_log" || true)
+  errors=$(grep -c '"level":"ERROR"' "$workers_log" || true)
+  echo "workers log: $workers_log ($errors error lines, $warnings warning lines)"
+fi
+exit $status

@@ -4,8 +4,10 @@
 //! for measuring a local instance, never for pointing load at someone else's server.
 
 mod api;
+mod booking;
 mod holds;
 mod report;
+mod sale;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +25,16 @@ enum Scenario {
     /// Hold 1-4 random seats and release them at once, through the API and through the Lua
     /// scripts directly, alternating rounds; reports holds/s, latency and the API/raw ratio.
     Holds(holds::HoldsArgs),
+    /// A sale for the fault suite: customers hold 1-3 seats and check out (retrying errors with
+    /// the same Idempotency-Key), then every reservation is polled until final; no raw baseline.
+    Sale(sale::SaleArgs),
+    /// Hold, check out (`tok_ok`), poll until confirmed, through the API with the payment
+    /// workers; alternating with pgbench running the worker's booking transaction; reports
+    /// bookings/s, checkout->confirmed latency and the API/pgbench ratio.
+    Booking(booking::BookingArgs),
+    /// Thousands of users race for one showtime until it is sold out; reports the time to sell
+    /// out and verifies the result in PostgreSQL and with `seatgate check-invariants`.
+    Sellout(booking::SelloutArgs),
 }
 
 #[tokio::main]
@@ -30,5 +42,8 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.scenario {
         Scenario::Holds(args) => holds::run(args).await,
+        Scenario::Sale(args) => sale::run(args).await,
+        Scenario::Booking(args) => booking::run_booking(args).await,
+        Scenario::Sellout(args) => booking::run_sellout(args).await,
     }
 }
