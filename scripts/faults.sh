@@ -107,6 +107,9 @@ cleanup() {
   trap - EXIT INT TERM
   local name
   for name in sale lb api0 api1 workers; do stop "$name"; done
+  # An interrupted fault must not leave a service down for everyone else.
+  rabbitmqctl -q start_app >/dev/null 2>&1 || true
+  scripts/ensure-services.sh >/dev/null 2>&1 || echo "warning: a service is still down; run scripts/ensure-services.sh" >&2
   for q in "${queues[@]}"; do
     rabbitmqctl -q delete_queue "$q.$run" >/dev/null 2>&1 || true
   done
@@ -279,8 +282,9 @@ field() { # file key -> value of a top-level key of a JSON file, or ?
   python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2" 2>/dev/null || echo "?"
 }
 
-# Checkout keys claimed but never answered, and not in flight any more.
-stuck_keys="select count(*) from idempotency_keys where response_status is null and created_at < now() - interval '30 seconds'"
+# Checkout keys claimed but never answered: counted once the sale has ended, so older than any
+# request still in flight (the sale's request timeout is 10 s).
+stuck_keys="select count(*) from idempotency_keys where response_status is null and created_at < now() - interval '10 seconds'"
 header='| fault | requests | client errors | bookings | refunds | violations | recovery (s) | settled (s) |'
 printf '%s\n|---|---:|---:|---:|---:|---:|---:|---:|\n' "$header" | tee "$out/table.md"
 status=0
