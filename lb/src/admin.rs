@@ -36,9 +36,14 @@ impl Admin {
                 res
             }
             "/health" if get => {
-                let live = self.proxy.upstreams.live().len();
+                let rotation = self.proxy.upstreams.rotation();
                 let total = self.proxy.upstreams.all().len();
-                let body = serde_json::json!({ "status": "ok", "live_upstreams": live, "upstreams": total });
+                let body = serde_json::json!({
+                    "status": "ok",
+                    "live_upstreams": rotation.live.len(),
+                    "upstreams": total,
+                    "panic_mode": rotation.in_panic(),
+                });
                 let mut res = Response::new(RespBody::full(body.to_string()));
                 res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 res

@@ -34,6 +34,7 @@ const KEYS: &[&str] = &[
     "HEALTH_TIMEOUT_MS",
     "FAIL_THRESHOLD",
     "EJECT_COOLDOWN_MS",
+    "PANIC_ROUTING",
     "RATE_LIMIT_RPS",
     "RATE_LIMIT_BURST",
     "CONNECT_TIMEOUT_MS",
@@ -107,6 +108,11 @@ pub struct HealthConfig {
     pub fail_threshold: u32,
     /// How long a passively ejected upstream stays out (`SEATGATE_LB_EJECT_COOLDOWN_MS`, 5000).
     pub eject_cooldown: Duration,
+    /// Panic routing (`SEATGATE_LB_PANIC_ROUTING`, true): when the active checks have taken every
+    /// upstream out, send requests to those whose last probe still got an HTTP answer (and that
+    /// are neither draining nor passively ejected), so they answer for themselves. Off: the lb
+    /// answers 503 as soon as no upstream is healthy.
+    pub panic_routing: bool,
 }
 
 /// Token bucket per client IP.
@@ -337,6 +343,7 @@ impl Config {
                 timeout: src.get("HEALTH_TIMEOUT_MS", Duration::from_secs(1), positive_ms)?,
                 fail_threshold: src.get("FAIL_THRESHOLD", 3, positive::<u32>)?,
                 eject_cooldown: src.millis("EJECT_COOLDOWN_MS", 5000)?,
+                panic_routing: src.get("PANIC_ROUTING", true, parse_bool)?,
             },
             rate_limit: RateLimitConfig { rps, burst },
             connect_timeout: src.get("CONNECT_TIMEOUT_MS", Duration::from_secs(1), positive_ms)?,
@@ -366,6 +373,14 @@ fn parse_upstreams(raw: &str) -> anyhow::Result<Vec<UpstreamUrl>> {
         }
     }
     Ok(list)
+}
+
+fn parse_bool(raw: &str) -> anyhow::Result<bool> {
+    match raw.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => bail!("expected true or false"),
+    }
 }
 
 fn parse_non_negative(raw: &str) -> anyhow::Result<f64> {
@@ -444,6 +459,7 @@ mod tests {
         assert_eq!(c.strategy, Strategy::RoundRobin);
         assert_eq!(c.health.path, "/health/ready");
         assert_eq!(c.health.interval, Duration::from_secs(1));
+        assert!(c.health.panic_routing, "panic routing is on by default");
         assert!(!c.rate_limit.enabled());
         assert_eq!(c.upstreams.len(), 2);
         assert_eq!(c.upstreams[1].authority, "127.0.0.1:8082");
@@ -466,6 +482,7 @@ mod tests {
             ("SEATGATE_LB_UPSTREAMS", "https://x:1"),
             ("SEATGATE_LB_TRUSTED_PROXIES", "10.0.0.0/33"),
             ("SEATGATE_LB_MAX_CONNECTIONS", "0"),
+            ("SEATGATE_LB_PANIC_ROUTING", "sometimes"),
         ] {
             let mut vars = vec![(key, value)];
             if key != "SEATGATE_LB_UPSTREAMS" {
@@ -483,7 +500,7 @@ mod tests {
         let path = dir.join("lb.toml");
         std::fs::write(
             &path,
-            "upstreams = [\"http://10.0.0.1:8080\", \"http://10.0.0.2:8080/api/\"]\nstrategy = \"least_conn\"\nrate_limit_rps = 5\nlisten = \"127.0.0.1:7000\"\n",
+            "upstreams = [\"http://10.0.0.1:8080\", \"http://10.0.0.2:8080/api/\"]\nstrategy = \"least_conn\"\nrate_limit_rps = 5\nlisten = \"127.0.0.1:7000\"\npanic_routing = false\n",
         )
         .expect("write config");
         let path_str = path.to_string_lossy().into_owned();
@@ -493,6 +510,9 @@ mod tests {
         assert_eq!(c.strategy, Strategy::LeastConn);
         assert!((c.rate_limit.rps - 5.0).abs() < f64::EPSILON);
         assert_eq!(c.upstreams[1].path_prefix, "/api");
+        assert!(!c.health.panic_routing, "a TOML boolean is read");
+        let c = config(&[("SEATGATE_LB_CONFIG", &path_str), ("SEATGATE_LB_PANIC_ROUTING", "true")]).expect("valid");
+        assert!(c.health.panic_routing, "env wins over the file");
 
         std::fs::write(&path, "upstreams = \"http://10.0.0.1:8080\"\nstrategy = \"fastest\"\n").expect("write config");
         let err = config(&[("SEATGATE_LB_CONFIG", &path_str)]).expect_err("bad file value");

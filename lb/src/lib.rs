@@ -2,7 +2,8 @@
 //!
 //! It knows nothing of the API: it spreads HTTP/1.1 requests over upstreams (round-robin or
 //! least-connections), keeps unhealthy ones out of the rotation (active checks plus passive
-//! ejection), retries only requests that never reached an upstream (see [`proxy`] for the exact
+//! ejection; when the checks fail everywhere, "panic routing" falls back to the upstreams that
+//! still answer, see [`upstream`]), retries only requests that never reached an upstream (see [`proxy`] for the exact
 //! policy), rewrites forwarding headers, limits each client IP, streams bodies both ways, and
 //! drains in-flight requests on shutdown. Built on hyper 1's low-level HTTP/1 server and client.
 //!
@@ -76,8 +77,7 @@ impl Lb {
             &config.upstreams,
             worker_count,
             config.max_idle_per_upstream,
-            config.health.fail_threshold,
-            config.health.eject_cooldown,
+            &config.health,
             &stats,
         )?);
         let limiter = config.rate_limit.enabled().then(|| Arc::new(RateLimiter::new(config.rate_limit)));

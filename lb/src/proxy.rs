@@ -13,6 +13,13 @@
 //!   on it, and a slow upstream should not get twice the load).
 //! - At most `SEATGATE_LB_MAX_ATTEMPTS` upstreams are tried (3), each one once.
 //!
+//! Which upstreams are candidates: the live ones (passing active checks, not passively ejected).
+//! When there are none and panic routing is on, the reachable ones: their readiness probe got an
+//! HTTP answer (a 503 because a dependency all instances share is down, typically), so they can
+//! still answer each request themselves, serving what does not need the missing dependency and
+//! giving their own precise 503 for the rest. With no candidate at all the lb answers
+//! 503 `service_unavailable` with `Retry-After: 1`.
+//!
 //! The request timeout bounds the wait for response headers only; the body then streams for as
 //! long as the upstream sends it, so server-sent events are not cut.
 
@@ -47,6 +54,7 @@ pub struct Proxy {
     request_timeout: Duration,
     max_body_bytes: u64,
     max_attempts: usize,
+    panic_routing: bool,
 }
 
 /// How one attempt on one upstream ended.
@@ -80,6 +88,7 @@ impl Proxy {
             request_timeout: config.request_timeout,
             max_body_bytes: config.max_body_bytes,
             max_attempts: config.max_attempts,
+            panic_routing: config.health.panic_routing,
         }
     }
 
@@ -134,8 +143,8 @@ impl Proxy {
         let mut failed_after_send = false;
         while tried.len() < self.max_attempts {
             let backend = {
-                let live = self.upstreams.live();
-                self.selector.pick(&live, &tried)
+                let rotation = self.upstreams.rotation();
+                self.selector.pick(rotation.targets(), &tried)
             };
             let Some(backend) = backend else { break };
             if !tried.is_empty() {
@@ -186,13 +195,19 @@ impl Proxy {
             }
         }
 
-        let detail = if tried.is_empty() {
-            "no healthy upstream is available"
-        } else if failed_after_send {
-            "the upstreams failed before responding"
-        } else {
-            "no upstream could be reached"
-        };
+        if tried.is_empty() {
+            let detail = if self.panic_routing {
+                "no upstream is healthy or reachable"
+            } else {
+                "no healthy upstream is available"
+            };
+            let mut res = self.problem(LbError::ServiceUnavailable, detail, &request_id);
+            // Health checks run about every second: that is when the answer may change.
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return res;
+        }
+        let detail =
+            if failed_after_send { "the upstreams failed before responding" } else { "no upstream could be reached" };
         self.problem(LbError::BadGateway, detail, &request_id)
     }
 

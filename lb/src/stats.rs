@@ -21,10 +21,13 @@ pub enum LbError {
     PayloadTooLarge,
     /// 429: the client IP's token bucket is empty.
     RateLimited,
+    /// 503: no upstream is live, and none is reachable for panic routing (or that is off).
+    ServiceUnavailable,
 }
 
 impl LbError {
-    const ALL: [Self; 4] = [Self::BadGateway, Self::GatewayTimeout, Self::PayloadTooLarge, Self::RateLimited];
+    const ALL: [Self; 5] =
+        [Self::BadGateway, Self::GatewayTimeout, Self::PayloadTooLarge, Self::RateLimited, Self::ServiceUnavailable];
 
     /// The machine-readable `code` of the problem document.
     pub fn code(self) -> &'static str {
@@ -33,6 +36,7 @@ impl LbError {
             Self::GatewayTimeout => "gateway_timeout",
             Self::PayloadTooLarge => "payload_too_large",
             Self::RateLimited => "rate_limited",
+            Self::ServiceUnavailable => "service_unavailable",
         }
     }
 
@@ -43,6 +47,7 @@ impl LbError {
             Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -61,7 +66,11 @@ pub struct Stats {
     pub retries: Counter,
     /// Requests refused by the rate limiter (`seatgate_lb_rate_limited_total`).
     pub rate_limited: Counter,
-    errors: [Counter; 4],
+    /// 1 while no upstream is live and requests go to the reachable ones
+    /// (`seatgate_lb_panic_mode`); set by [`crate::upstream::Upstreams`] when the rotation
+    /// changes.
+    pub panic_mode: Gauge,
+    errors: [Counter; 5],
     in_flight: Gauge,
     connections: Gauge,
 }
@@ -89,6 +98,11 @@ impl Stats {
         );
         describe(&recorder, "seatgate_lb_in_flight", "Requests currently being proxied");
         describe(&recorder, "seatgate_lb_client_connections", "Open client connections");
+        describe(
+            &recorder,
+            "seatgate_lb_panic_mode",
+            "1 while no upstream passes its health check and requests go to the upstreams that still answer",
+        );
         describe(&recorder, "seatgate_lb_upstream_healthy", "1 when the upstream is in the rotation, else 0");
         describe(&recorder, "seatgate_lb_upstream_in_flight", "Requests in flight to the upstream");
         describe(
@@ -108,6 +122,7 @@ impl Stats {
             rate_limited: counter(&recorder, "seatgate_lb_rate_limited_total", vec![]),
             in_flight: gauge(&recorder, "seatgate_lb_in_flight", vec![]),
             connections: gauge(&recorder, "seatgate_lb_client_connections", vec![]),
+            panic_mode: gauge(&recorder, "seatgate_lb_panic_mode", vec![]),
             errors,
             recorder,
             handle,

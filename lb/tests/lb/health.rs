@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::support::{TestLb, TestUpstream, eventually};
+use crate::support::{TestLb, TestUpstream, dead_url, eventually};
 
 #[tokio::test]
 async fn a_killed_upstream_is_ejected_and_requests_keep_succeeding() {
@@ -73,15 +73,22 @@ async fn an_upstream_failing_its_health_check_leaves_the_rotation_until_it_passe
 }
 
 #[tokio::test]
-async fn with_every_upstream_down_the_lb_answers_502_problem_json() {
+async fn with_every_upstream_down_the_lb_answers_503_problem_json_with_retry_after() {
+    // Arrange: one upstream killed, one where nothing ever listened.
     let a = TestUpstream::start("a").await;
-    let lb = TestLb::start(&[a.url()], &[]).await;
+    let lb = TestLb::start(&[a.url(), dead_url().await], &[]).await;
     a.kill().await;
-    eventually("a leaves the rotation", || async { (lb.live_upstreams().await == 0).then_some(()) }).await;
+    eventually("both leave the rotation", || async { (lb.live_upstreams().await == 0).then_some(()) }).await;
 
+    // Act
     let res = lb.get("/whoami").await;
 
-    let doc = res.problem(502, "bad_gateway");
-    assert_eq!(doc["detail"], "no healthy upstream is available");
+    // Assert: nothing answers, so there is nothing for panic routing to fall back to.
+    let doc = res.problem(503, "service_unavailable");
+    assert_eq!(doc["title"], "Service Unavailable");
+    assert_eq!(doc["detail"], "no upstream is healthy or reachable");
+    assert_eq!(res.headers["retry-after"], "1");
+    assert_eq!(lb.metric("seatgate_lb_panic_mode").await, Some(0.0));
+    assert_eq!(lb.metric("seatgate_lb_errors_total{code=\"service_unavailable\"}").await, Some(1.0));
     lb.handle.shutdown().await;
 }

@@ -5,6 +5,7 @@ mod balancing;
 mod headers;
 mod health;
 mod limits;
+mod panic;
 mod retry;
 mod shutdown;
 mod streaming;

@@ -52,8 +52,11 @@ pub struct UpstreamState {
     pub held: AtomicUsize,
     /// Health probes answered.
     pub probes: AtomicUsize,
-    /// What `/health/ready` answers.
+    /// `/health/ready` answers 503 `{"status":"unavailable"}` (a shared dependency is down).
     pub unhealthy: AtomicBool,
+    /// `/health/ready` answers 503 `{"status":"draining"}` (graceful shutdown); wins over
+    /// `unhealthy`.
+    pub draining: AtomicBool,
     /// Whether `/sse` has sent its second event.
     pub sse_second_sent: AtomicBool,
     release: watch::Sender<bool>,
@@ -68,7 +71,8 @@ impl UpstreamState {
 
 /// A hyper upstream that answers with its name.
 ///
-/// - `GET /whoami` -> its name; `GET /health/ready` -> 200, or 503 when `unhealthy`
+/// - `GET /whoami` -> its name; `GET /health/ready` -> 200, or 503 when `unhealthy` or
+///   `draining`, with the API's JSON body
 /// - `/echo` -> JSON of the method and request headers it received, plus hop-by-hop response
 ///   headers the lb must strip
 /// - `/hold` -> waits for [`UpstreamState::release`], then its name
@@ -152,9 +156,16 @@ async fn respond(req: Request<Incoming>, name: &str, state: &Arc<UpstreamState>)
     let path = req.uri().path().to_owned();
     if path == "/health/ready" {
         state.probes.fetch_add(1, Ordering::SeqCst);
-        let status =
-            if state.unhealthy.load(Ordering::SeqCst) { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
-        return text(status, "ready");
+        let (status, body) = if state.draining.load(Ordering::SeqCst) {
+            (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"draining"}"#)
+        } else if state.unhealthy.load(Ordering::SeqCst) {
+            (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"unavailable"}"#)
+        } else {
+            (StatusCode::OK, r#"{"status":"ready"}"#)
+        };
+        let mut res = text(status, body);
+        res.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().expect("value"));
+        return res;
     }
     state.hits.fetch_add(1, Ordering::SeqCst);
     if req.method() == http::Method::POST {
