@@ -27,6 +27,15 @@ pub enum ChargeResult {
     Declined { reason: String },
 }
 
+/// What a refund did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refund {
+    /// The charge is (now, or already) refunded.
+    Refunded,
+    /// The gateway never charged this payment id: nothing to give back.
+    NothingCharged,
+}
+
 /// A failure worth retrying (timeouts, gateway 5xx).
 #[derive(Debug, thiserror::Error)]
 #[error("payment gateway unavailable: {0}")]
@@ -37,8 +46,9 @@ pub struct Transient(pub String);
 pub trait PaymentGateway: Send + Sync {
     /// Charges once per `payment_id`; repeating returns the first result.
     async fn charge(&self, charge: Charge<'_>) -> Result<ChargeResult, Transient>;
-    /// Refunds the charge of `payment_id`; repeating is harmless.
-    async fn refund(&self, payment_id: Uuid) -> Result<(), Transient>;
+    /// Refunds the charge of `payment_id`; repeating is harmless, and so is refunding a payment
+    /// id that was never charged (the answer says which it was).
+    async fn refund(&self, payment_id: Uuid) -> Result<Refund, Transient>;
 }
 
 /// The simulated gateway.
@@ -124,16 +134,23 @@ impl PaymentGateway for SimulatedGateway {
         })
     }
 
-    async fn refund(&self, payment_id: Uuid) -> Result<(), Transient> {
+    async fn refund(&self, payment_id: Uuid) -> Result<Refund, Transient> {
         tokio::time::sleep(self.latency).await;
         self.injected_failure()?;
-        sqlx::query(
-            "update gateway_charges set status = 'refunded', refunded_at = now() where payment_id = $1 and status = 'charged'",
+        // One statement, so a charge racing this refund is either refunded or not yet written.
+        let status: Option<String> = sqlx::query_scalar(
+            r#"with refunded as (
+                 update gateway_charges set status = 'refunded', refunded_at = now()
+                  where payment_id = $1 and status = 'charged' returning status)
+               select status from refunded
+               union all
+               select status from gateway_charges where payment_id = $1 and status = 'refunded'
+               limit 1"#,
         )
         .bind(payment_id)
-        .execute(&self.db)
+        .fetch_optional(&self.db)
         .await
         .map_err(transient)?;
-        Ok(())
+        Ok(if status.is_some() { Refund::Refunded } else { Refund::NothingCharged })
     }
 }

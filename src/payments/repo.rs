@@ -104,6 +104,22 @@ pub async fn count_delivery(conn: &mut PgConnection, id: Uuid) -> Result<(), sql
     Ok(())
 }
 
+/// Marks a charged payment that could not become a booking `refunded`, from `initiated` or
+/// from `failed` (the sweeper fails unpaid payments at the reservation's deadline, possibly
+/// while the gateway was charging); `false` when it had already moved elsewhere.
+#[tracing::instrument(skip_all, fields(payment.id = %id))]
+pub async fn refund_unsettled_payment(conn: &mut PgConnection, id: Uuid, reason: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        r#"update payments set status = 'refunded', failure_reason = $2, updated_at = now()
+            where id = $1 and status in ('initiated', 'failed')"#,
+    )
+    .bind(id)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Moves a payment from `from` to `to`; `false` when it was not in `from`.
 #[tracing::instrument(skip_all, fields(payment.id = %id, ?from, ?to))]
 pub async fn move_payment(

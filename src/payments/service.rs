@@ -11,7 +11,7 @@ use std::time::Duration;
 use rand::Rng;
 use uuid::Uuid;
 
-use super::gateway::{Charge, ChargeResult, PaymentGateway, Transient};
+use super::gateway::{Charge, ChargeResult, PaymentGateway, Refund, Transient};
 use super::repo::{self, PaymentRow, ReservationRow};
 use crate::domain::{PaymentStatus, ReservationStatus};
 use crate::error::violated_constraint;
@@ -121,6 +121,11 @@ async fn charge(ctx: &WorkerCtx, payment_id: Uuid) -> Result<Outcome, PaymentErr
         sell(ctx, &reservation, &seats).await?;
         return Ok(Outcome::Skipped("already confirmed"));
     }
+    if payment.status == PaymentStatus::Failed && reservation.status == ReservationStatus::Expired {
+        // The sweeper expired the reservation while this payment was in flight: a worker that
+        // died after charging left money at the gateway that nothing here would give back.
+        return refund_expired(ctx, &payment, &reservation).await;
+    }
     if payment.status != PaymentStatus::Initiated {
         return Ok(Outcome::Skipped("payment already settled"));
     }
@@ -190,9 +195,14 @@ async fn finalise(
     if let ClaimOutcome::Lost(lost) =
         store::claim(&mut conn, &keys, r.hold_id, r.user_id, seats, CLAIM_TTL).await.map_err(transient)?
     {
-        tracing::warn!(lost = lost.len(), "seats went to someone else after the hold expired: refunding");
-        return refund_after_charge(ctx, payment, r, "the seats were taken by someone else after the hold expired")
-            .await;
+        // The sweeper frees the seats of a reservation it expires: say that, if it did.
+        let reason = if payment_now(ctx, payment.id).await? == Some(PaymentStatus::Failed) {
+            EXPIRED_WHILE_CHARGING
+        } else {
+            "the seats were taken by someone else after the hold expired"
+        };
+        tracing::warn!(lost = lost.len(), reason, "the hold no longer owns the seats: refunding");
+        return refund_after_charge(ctx, payment, r, reason).await;
     }
     drop(conn);
     let ticket_code = ticket_code();
@@ -209,6 +219,14 @@ async fn finalise(
     )
     .await?
     {
+        tx.rollback().await?;
+        // Charged, but the payment moved on meanwhile. Another delivery of this task that booked
+        // or refunded it is fine; the sweeper failing it at the reservation's deadline is not:
+        // the money must go back.
+        if payment_now(ctx, payment.id).await? == Some(PaymentStatus::Failed) {
+            tracing::warn!("the reservation expired while the payment was being charged: refunding");
+            return refund_after_charge(ctx, payment, r, EXPIRED_WHILE_CHARGING).await;
+        }
         return Ok(Outcome::Skipped("payment already settled"));
     }
     if !repo::move_reservation(&mut tx, r.id, ReservationStatus::PaymentPending, ReservationStatus::Confirmed, None)
@@ -246,6 +264,7 @@ async fn sell(ctx: &WorkerCtx, r: &ReservationRow, seats: &[Uuid]) -> Result<(),
     store::sell(&mut conn, &keys, r.hold_id, seats, crate::holds::service::sold_ttl(ends_at))
         .await
         .map_err(transient)?;
+    ctx.state.seat_status.invalidate(r.showtime_id);
     let _: Result<(), _> =
         deadpool_redis::redis::cmd("DEL").arg(ctx.state.keys.hold_index(r.hold_id)).query_async(&mut conn).await;
     Ok(())
@@ -259,9 +278,8 @@ async fn refund_after_charge(
 ) -> Result<Outcome, PaymentError> {
     ctx.gateway.refund(payment.id).await?;
     let mut tx = ctx.state.db.begin().await?;
-    if !repo::move_payment(&mut tx, payment.id, PaymentStatus::Initiated, PaymentStatus::Refunded, None, Some(reason))
-        .await?
-    {
+    // From `initiated`, or from `failed` when the sweeper expired the reservation meanwhile.
+    if !repo::refund_unsettled_payment(&mut tx, payment.id, reason).await? {
         return Ok(Outcome::Skipped("payment already settled"));
     }
     if !repo::move_reservation(
@@ -284,6 +302,45 @@ async fn refund_after_charge(
     release_hold(ctx, r).await;
     notify(ctx, r, BookingEventKind::Failed, None, None, Some(reason.to_owned())).await;
     Ok(Outcome::RefundedAfterCharge { reason: reason.to_owned() })
+}
+
+/// The payment's status as stored now.
+async fn payment_now(ctx: &WorkerCtx, id: Uuid) -> Result<Option<PaymentStatus>, PaymentError> {
+    let mut conn = ctx.state.db.acquire().await?;
+    Ok(repo::find_payment(&mut conn, id).await?.map(|p| p.status))
+}
+
+/// Why a payment charged after its reservation expired was refunded.
+const EXPIRED_WHILE_CHARGING: &str = "the reservation expired while the payment was being charged";
+
+/// A payment the sweeper failed at the reservation's deadline: if the gateway charged it after
+/// all (a worker charged, then died or lost the race), refund it and say so.
+async fn refund_expired(ctx: &WorkerCtx, payment: &PaymentRow, r: &ReservationRow) -> Result<Outcome, PaymentError> {
+    if ctx.gateway.refund(payment.id).await? == Refund::NothingCharged {
+        return Ok(Outcome::Skipped("payment already settled"));
+    }
+    let mut tx = ctx.state.db.begin().await?;
+    if !repo::move_payment(
+        &mut tx,
+        payment.id,
+        PaymentStatus::Failed,
+        PaymentStatus::Refunded,
+        None,
+        Some(EXPIRED_WHILE_CHARGING),
+    )
+    .await?
+    {
+        return Ok(Outcome::Skipped("payment already settled"));
+    }
+    sqlx::query("update reservations set failure_reason = $2, updated_at = now() where id = $1")
+        .bind(r.id)
+        .bind(EXPIRED_WHILE_CHARGING)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    tracing::warn!("a payment charged after its reservation expired was refunded");
+    notify(ctx, r, BookingEventKind::Failed, None, None, Some(EXPIRED_WHILE_CHARGING.to_owned())).await;
+    Ok(Outcome::RefundedAfterCharge { reason: EXPIRED_WHILE_CHARGING.to_owned() })
 }
 
 async fn refund_cancelled(ctx: &WorkerCtx, payment_id: Uuid) -> Result<Outcome, PaymentError> {
@@ -311,6 +368,7 @@ async fn release_hold(ctx: &WorkerCtx, r: &ReservationRow) {
         store::release(&mut conn, &keys, r.hold_id, &r.user_id.to_string(), true).await
     }
     .await;
+    ctx.state.seat_status.invalidate(r.showtime_id);
     if let Err(e) = result {
         tracing::warn!(error = %e, hold.id = %r.hold_id, "cannot release the hold; it will expire");
     }

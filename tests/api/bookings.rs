@@ -492,3 +492,172 @@ async fn a_gateway_failing_a_third_of_the_time_still_books_every_paid_checkout_o
     assert_eq!(charged, 8);
     assert!(seatgate::invariants::check(&app.state, 30).await.expect("checked").violations.is_empty());
 }
+
+/// A gateway that, while it charges, lets the reservation's deadline pass and the sweeper run:
+/// the race of a slow charge against `expire_reservations`.
+struct SweptWhileCharging {
+    inner: seatgate::payments::gateway::SimulatedGateway,
+    state: seatgate::state::AppState,
+}
+
+#[async_trait::async_trait]
+impl seatgate::payments::gateway::PaymentGateway for SweptWhileCharging {
+    async fn charge(
+        &self,
+        charge: Charge<'_>,
+    ) -> Result<seatgate::payments::gateway::ChargeResult, seatgate::payments::gateway::Transient> {
+        let result = self.inner.charge(charge).await;
+        sqlx::query("update reservations set deadline = now() - interval '1 second' where status = 'payment_pending'")
+            .execute(&self.state.db)
+            .await
+            .expect("moved the deadline");
+        let expired = seatgate::worker::sweeper::expire_reservations(&self.state).await.expect("swept");
+        assert_eq!(expired, 1, "the sweeper expired the reservation mid-charge");
+        result
+    }
+
+    async fn refund(
+        &self,
+        payment_id: Uuid,
+    ) -> Result<seatgate::payments::gateway::Refund, seatgate::payments::gateway::Transient> {
+        self.inner.refund(payment_id).await
+    }
+}
+
+async fn payment_task(db: &PgPool, reservation: Uuid) -> PaymentTask {
+    let id: Uuid = sqlx::query_scalar("select id from payments where reservation_id = $1")
+        .bind(reservation)
+        .fetch_one(db)
+        .await
+        .expect("payment");
+    PaymentTask::new(PaymentAction::Charge, id, reservation)
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_charge_that_completes_after_the_sweeper_expired_the_reservation_is_refunded(db: PgPool) {
+    // Arrange: a checkout whose charge is slow enough for the deadline to pass mid-charge.
+    let app = TestApp::spawn(db.clone()).await;
+    let show = show(&app, 2).await;
+    let alice = app.new_user().await;
+    let hold_id = hold(&app, &alice, &show, &[0]).await;
+    let accepted = checkout(&app, &alice, &hold_id, "k", "tok_ok").await.json_status(202).await;
+    let reservation = uuid(&accepted["reservation_id"]);
+    let gateway = SweptWhileCharging {
+        inner: seatgate::payments::gateway::SimulatedGateway::new(db.clone(), Duration::ZERO, 0.0),
+        state: app.state.clone(),
+    };
+    let ctx =
+        seatgate::payments::service::WorkerCtx { state: app.state.clone(), gateway: std::sync::Arc::new(gateway) };
+    let task = payment_task(&db, reservation).await;
+    // Act
+    let outcome = handle_payment(&ctx, &task).await.expect("handled");
+    let again = handle_payment(&seatgate::worker::context(app.state.clone()), &task).await.expect("redelivered");
+    // Assert: the money went back, once, and the reservation says why.
+    assert!(matches!(outcome, Outcome::RefundedAfterCharge { .. }), "{outcome:?}");
+    assert!(matches!(again, Outcome::Skipped(_)), "{again:?}");
+    let view = wait_for(&app, &alice, &reservation.to_string(), "expired").await;
+    assert_eq!(view["payment_status"], "refunded");
+    assert!(view["failure_reason"].as_str().is_some_and(|r| r.contains("expired while the payment")), "{view}");
+    assert_eq!(
+        scalar(
+            &db,
+            "select count(*) from gateway_charges where payment_id = $1 and status = 'refunded'",
+            task.payment_id
+        )
+        .await,
+        1
+    );
+    assert_eq!(scalar(&db, "select count(*) from bookings where reservation_id = $1", reservation).await, 0);
+    let report = seatgate::invariants::check(&app.state, 30).await.expect("checked");
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_worker_that_charged_and_died_before_the_deadline_passed_is_refunded_on_redelivery(db: PgPool) {
+    // Arrange: a worker charged and died; the sweeper then expired the reservation.
+    let app = TestApp::spawn(db.clone()).await;
+    let show = show(&app, 2).await;
+    let alice = app.new_user().await;
+    let hold_id = hold(&app, &alice, &show, &[0]).await;
+    let accepted = checkout(&app, &alice, &hold_id, "k", "tok_ok").await.json_status(202).await;
+    let reservation = uuid(&accepted["reservation_id"]);
+    let task = payment_task(&db, reservation).await;
+    let ctx = seatgate::worker::context(app.state.clone());
+    ctx.gateway
+        .charge(Charge { payment_id: task.payment_id, amount_minor: 1200, currency: "EUR", token: "tok_ok" })
+        .await
+        .expect("charged");
+    sqlx::query("update reservations set deadline = now() - interval '1 second' where id = $1")
+        .bind(reservation)
+        .execute(&db)
+        .await
+        .expect("moved the deadline");
+    assert_eq!(seatgate::worker::sweeper::expire_reservations(&app.state).await.expect("swept"), 1);
+    // Act: the task comes back.
+    let outcome = handle_payment(&ctx, &task).await.expect("handled");
+    // Assert
+    assert!(matches!(outcome, Outcome::RefundedAfterCharge { .. }), "{outcome:?}");
+    let view = wait_for(&app, &alice, &reservation.to_string(), "expired").await;
+    assert_eq!(view["payment_status"], "refunded");
+    let report = seatgate::invariants::check(&app.state, 30).await.expect("checked");
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn an_expired_reservation_that_was_never_charged_is_not_refunded(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let show = show(&app, 2).await;
+    let alice = app.new_user().await;
+    let hold_id = hold(&app, &alice, &show, &[0]).await;
+    let accepted = checkout(&app, &alice, &hold_id, "k", "tok_ok").await.json_status(202).await;
+    let reservation = uuid(&accepted["reservation_id"]);
+    sqlx::query("update reservations set deadline = now() - interval '1 second' where id = $1")
+        .bind(reservation)
+        .execute(&db)
+        .await
+        .expect("moved the deadline");
+    assert_eq!(seatgate::worker::sweeper::expire_reservations(&app.state).await.expect("swept"), 1);
+    let outcome =
+        handle_payment(&seatgate::worker::context(app.state.clone()), &payment_task(&db, reservation).await).await;
+    assert!(matches!(outcome, Ok(Outcome::Skipped(_))), "{outcome:?}");
+    let view = wait_for(&app, &alice, &reservation.to_string(), "expired").await;
+    assert_eq!(view["payment_status"], "failed");
+    assert_eq!(
+        scalar(
+            &db,
+            "select count(*) from gateway_charges where payment_id = $1",
+            payment_task(&db, reservation).await.payment_id
+        )
+        .await,
+        0
+    );
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_key_whose_first_request_died_unanswered_is_taken_over_by_a_retry(db: PgPool) {
+    // Arrange: the key was claimed by a request that never answered (its instance died).
+    let app = TestApp::spawn(db.clone()).await;
+    let show = show(&app, 2).await;
+    let alice = app.new_user().await;
+    let hold_id = hold(&app, &alice, &show, &[0]).await;
+    let hash = seatgate::checkout::idempotency::fingerprint(&["checkout", &hold_id, "tok_ok"]);
+    sqlx::query("insert into idempotency_keys (user_id, key, request_hash) values ($1, 'k', $2)")
+        .bind(alice.id)
+        .bind(&hash)
+        .execute(&db)
+        .await
+        .expect("claimed");
+    // Act / Assert: while the claim is young the retry is told to wait...
+    let busy = checkout(&app, &alice, &hold_id, "k", "tok_ok").await.problem(409).await;
+    assert!(busy.detail.contains("in progress"), "{busy:?}");
+    // ...and once it is older than any request runs, the retry does the work.
+    sqlx::query("update idempotency_keys set created_at = now() - interval '1 minute' where user_id = $1")
+        .bind(alice.id)
+        .execute(&db)
+        .await
+        .expect("aged");
+    let accepted = checkout(&app, &alice, &hold_id, "k", "tok_ok").await.json_status(202).await;
+    let replayed = checkout(&app, &alice, &hold_id, "k", "tok_ok").await.json_status(202).await;
+    assert_eq!(accepted, replayed);
+    assert_eq!(scalar(&db, "select count(*) from reservations where user_id = $1", alice.id).await, 1);
+}
