@@ -1,6 +1,8 @@
 //! `Idempotency-Key` handling: the first request with a key claims it; the answer is stored in
 //! the same transaction as the work; a retry with the same key and request replays the answer;
-//! the same key with another request is refused.
+//! the same key with another request is refused. A claim that never got an answer (its instance
+//! died, or the client hung up and actix dropped the handler mid-way) is taken over by a retry
+//! after [`IN_PROGRESS_TIMEOUT`], so a key is never stuck "in progress".
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -8,6 +10,12 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::error::ApiError;
+
+/// How long a claimed key with no answer is taken to be still at work. Longer than any checkout
+/// runs (its Redis and PostgreSQL waits are bounded by 2 s timeouts); a takeover of a request
+/// that is in fact still running is safe anyway: the reservation's unique hold id lets only one
+/// of them write.
+pub const IN_PROGRESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// What claiming a key found.
 #[derive(Debug)]
@@ -63,10 +71,24 @@ pub async fn claim(db: &PgPool, user_id: Uuid, key: &str, request_hash: &str) ->
     if hash != request_hash {
         return Err(ApiError::invalid("Idempotency-Key", "this key was used for a different request"));
     }
-    match (status, body) {
-        (Some(status), Some(body)) => Ok(Claim::Replay { status: status as u16, body }),
-        _ => Err(ApiError::Conflict("a request with this Idempotency-Key is still in progress".into())),
+    if let (Some(status), Some(body)) = (status, body) {
+        return Ok(Claim::Replay { status: status as u16, body });
     }
+    let taken_over = sqlx::query(
+        r#"update idempotency_keys set created_at = now()
+            where user_id = $1 and key = $2 and response_status is null
+              and created_at < now() - make_interval(secs => $3)"#,
+    )
+    .bind(user_id)
+    .bind(key)
+    .bind(IN_PROGRESS_TIMEOUT.as_secs_f64())
+    .execute(db)
+    .await?;
+    if taken_over.rows_affected() == 1 {
+        tracing::info!("took over an Idempotency-Key whose first request never answered");
+        return Ok(Claim::New);
+    }
+    Err(ApiError::Conflict("a request with this Idempotency-Key is still in progress; retry shortly".into()))
 }
 
 /// Stores the answer, inside the caller's transaction.
