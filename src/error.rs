@@ -145,13 +145,12 @@ impl ResponseError for ApiError {
     }
 }
 
-/// A database error: unreachable or exhausted pool is 503, anything else a 500.
+/// A database error: PostgreSQL out of reach (see [`postgres_unavailable`]) is 503, anything
+/// else a 500.
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-                Self::Unavailable(anyhow::Error::new(e).context("postgres"))
-            }
+            e if postgres_unavailable(&e) => Self::Unavailable(anyhow::Error::new(e).context("postgres")),
             // Text PostgreSQL cannot store (a NUL byte) that slipped past validation is still
             // the client's mistake.
             sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("22021" | "22P05")) => {
@@ -159,6 +158,25 @@ impl From<sqlx::Error> for ApiError {
             }
             other => Self::Internal(anyhow::Error::new(other).context("postgres query")),
         }
+    }
+}
+
+/// Whether a database error means PostgreSQL is (for now) out of reach rather than that the
+/// query was wrong: no connection, or the server shutting down, restarting, or refusing
+/// connections (SQLSTATE class 08, 57P01-57P03, 53300), or a transaction it chose to abort
+/// (serialization failure, deadlock). All are worth retrying, so clients get 503.
+pub fn postgres_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01")
+        }),
+        _ => false,
     }
 }
 
