@@ -116,6 +116,9 @@ pub struct HoldConfig {
     /// `SEATGATE_CHECKOUT_EXTENSION_SECS`: checkout extends the hold to cover payment by this
     /// much (never past the hold's maximum lifetime).
     pub checkout_extension: Duration,
+    /// `SEATGATE_SEATMAP_CACHE_MS`: how long an instance reuses a showtime's seat status for
+    /// the seat map (0 = read Redis on every request).
+    pub seatmap_cache: Duration,
 }
 
 /// Background work.
@@ -265,6 +268,7 @@ impl Config {
             max_lifetime: Duration::from_secs(positive(env, "SEATGATE_HOLD_MAX_LIFETIME_SECS", 900)?),
             max_seats_per_user: positive(env, "SEATGATE_MAX_SEATS_PER_USER", 10)?,
             checkout_extension: Duration::from_secs(positive(env, "SEATGATE_CHECKOUT_EXTENSION_SECS", 180)?),
+            seatmap_cache: Duration::from_millis(var_or(env, "SEATGATE_SEATMAP_CACHE_MS", 250)?),
         };
         if holds.max_lifetime < holds.ttl {
             bail!("invalid value for SEATGATE_HOLD_MAX_LIFETIME_SECS: must be at least SEATGATE_HOLD_TTL_SECS");

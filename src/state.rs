@@ -24,6 +24,8 @@ pub struct AppState {
     pub accounts: Arc<crate::auth::accounts::AccountCache>,
     /// Showtime layouts, immutable once created, cached in process for the hold path.
     pub layouts: Arc<crate::holds::layout::LayoutCache>,
+    /// Seat status per showtime, reused for `SEATGATE_SEATMAP_CACHE_MS` by the seat map.
+    pub seat_status: Arc<crate::holds::snapshot::SeatStatusCache>,
     draining: Arc<AtomicBool>,
 }
 
@@ -46,6 +48,7 @@ impl AppState {
             jwt,
             accounts: Arc::new(crate::auth::accounts::AccountCache::new(config.auth.account_cache)),
             layouts: Arc::default(),
+            seat_status: Arc::new(crate::holds::snapshot::SeatStatusCache::new(config.holds.seatmap_cache)),
             config: Arc::new(config),
             draining: Arc::new(AtomicBool::new(false)),
         }

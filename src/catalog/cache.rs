@@ -62,6 +62,7 @@ where
 
 /// Makes every cached catalog answer stale. Call after the write committed.
 pub async fn invalidate(state: &AppState) {
+    state.seat_status.invalidate_all();
     let result: anyhow::Result<i64> = async {
         let mut conn = state.redis.get().await?;
         let key = state.keys.catalog_generation();

@@ -400,6 +400,7 @@ pub async fn cancel_booking(state: &AppState, user: AuthUser, id: Uuid) -> Resul
         anyhow::Ok(())
     }
     .await;
+    state.seat_status.invalidate(showtime_id);
     if let Err(e) = unsold {
         tracing::warn!(error = %e, "cannot free the cancelled seats in Redis");
     }

@@ -66,8 +66,9 @@ pub async fn seat_map(
     state: web::Data<AppState>,
     user: Option<AuthUser>,
     id: web::Path<Uuid>,
-) -> ApiResult<Json<SeatMap>> {
-    Ok(Json(service::seat_map(&state, user, *id).await?))
+) -> ApiResult<HttpResponse> {
+    let body = service::seat_map_json(&state, user, *id).await?;
+    Ok(HttpResponse::Ok().content_type(actix_web::http::header::ContentType::json()).body(body))
 }
 
 /// Registers this module's routes.

@@ -10,6 +10,7 @@ use deadpool_redis::redis;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::snapshot::Snapshot;
 use super::store::{self, Closed, Conn, HoldOutcome, HoldParams, ReleaseOutcome, SeatStatus, ShowtimeMeta};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, FieldError};
@@ -156,6 +157,9 @@ pub async fn create_hold(
         warm(state, &mut conn, showtime_id, &keys).await?;
         outcome = store::hold(&mut conn, &keys, params, &req.seat_ids).await.map_err(redis_error)?;
     }
+    // Granted or refused, this instance's seat map of the showtime is now out of date (a
+    // refusal means it showed a taken seat as free).
+    state.seat_status.invalidate(showtime_id);
     let refused =
         |reason: &'static str| metrics::counter!("seatgate_holds_refused_total", "reason" => reason).increment(1);
     match outcome {
@@ -317,7 +321,9 @@ pub async fn release_hold(state: &AppState, user: AuthUser, hold_id: Uuid) -> Re
     let mut conn = redis_conn(state).await?;
     let showtime_id = showtime_of(state, &mut conn, hold_id, user).await?;
     let keys = state.keys.showtime(showtime_id);
-    match store::release(&mut conn, &keys, hold_id, &user.id.to_string(), false).await.map_err(redis_error)? {
+    let outcome = store::release(&mut conn, &keys, hold_id, &user.id.to_string(), false).await.map_err(redis_error)?;
+    state.seat_status.invalidate(showtime_id);
+    match outcome {
         ReleaseOutcome::Released => {
             metrics::counter!("seatgate_holds_released_total").increment(1);
             let _: Result<(), _> = redis::cmd("DEL").arg(state.keys.hold_index(hold_id)).query_async(&mut conn).await;
@@ -332,45 +338,47 @@ pub async fn release_hold(state: &AppState, user: AuthUser, hold_id: Uuid) -> Re
 /// The seat map: layout and prices from the catalog, status from Redis in one round trip.
 #[tracing::instrument(skip_all, fields(showtime.id = %showtime_id))]
 pub async fn seat_map(state: &AppState, user: Option<AuthUser>, showtime_id: Uuid) -> Result<SeatMap, ApiError> {
-    let showtime = crate::catalog::service::get_showtime(state, showtime_id).await?;
-    let layout = state.layouts.get(&state.db, showtime_id).await?;
-    let keys = state.keys.showtime(showtime_id);
-    let mut conn = redis_conn(state).await?;
-    let mut status = store::seat_status(&mut conn, &keys).await.map_err(redis_error)?;
-    if status == SeatStatus::Cold {
-        warm(state, &mut conn, showtime_id, &keys).await?;
-        status = store::seat_status(&mut conn, &keys).await.map_err(redis_error)?;
-    }
-    let SeatStatus::Map { sold, held } = status else {
-        return Err(ApiError::Unavailable(anyhow::anyhow!("showtime cache stayed cold after warming")));
-    };
-    let sold: HashSet<Uuid> = sold.into_iter().collect();
-    let me = user.map(|u| u.id.to_string());
-    let held: HashMap<Uuid, bool> =
-        held.into_iter().map(|h| (h.seat_id, me.as_deref() == Some(h.user_id.as_str()))).collect();
-    let seats = layout
-        .seats
-        .iter()
-        .map(|seat| {
-            let (status, mine) = if sold.contains(&seat.id) {
-                (SeatState::Sold, false)
-            } else if let Some(mine) = held.get(&seat.id) {
-                (SeatState::Held, *mine)
-            } else {
-                (SeatState::Available, false)
-            };
-            MapSeat {
-                id: seat.id,
-                row: seat.row.clone(),
-                number: seat.number,
-                category: seat.category.clone(),
-                price: showtime.prices.get(&seat.category).copied().unwrap_or_default(),
-                status,
-                held_by_me: mine,
+    let (snapshot, layout) = seat_snapshot(state, showtime_id).await?;
+    Ok(snapshot.render(&layout, user.map(|u| u.id.to_string()).as_deref()))
+}
+
+/// The seat map as JSON, the way `GET /api/v1/showtimes/{id}/seats` sends it: callers who hold
+/// nothing in the showtime share one rendering per snapshot.
+pub async fn seat_map_json(
+    state: &AppState,
+    user: Option<AuthUser>,
+    showtime_id: Uuid,
+) -> Result<actix_web::web::Bytes, ApiError> {
+    let (snapshot, layout) = seat_snapshot(state, showtime_id).await?;
+    snapshot.render_json(&layout, user.map(|u| u.id.to_string()).as_deref())
+}
+
+/// The showtime's current seat status (at most `SEATGATE_SEATMAP_CACHE_MS` old, and never older
+/// than this instance's last change to it) and its layout.
+pub async fn seat_snapshot(
+    state: &AppState,
+    showtime_id: Uuid,
+) -> Result<(std::sync::Arc<Snapshot>, std::sync::Arc<super::layout::Layout>), ApiError> {
+    let snapshot = state
+        .seat_status
+        .get(showtime_id, || async {
+            let showtime = crate::catalog::service::get_showtime(state, showtime_id).await?;
+            let keys = state.keys.showtime(showtime_id);
+            let mut conn = redis_conn(state).await?;
+            let mut status = store::seat_status(&mut conn, &keys).await.map_err(redis_error)?;
+            if status == SeatStatus::Cold {
+                warm(state, &mut conn, showtime_id, &keys).await?;
+                status = store::seat_status(&mut conn, &keys).await.map_err(redis_error)?;
             }
+            let SeatStatus::Map { sold, held } = status else {
+                return Err(ApiError::Unavailable(anyhow::anyhow!("showtime cache stayed cold after warming")));
+            };
+            let held: HashMap<Uuid, String> = held.into_iter().map(|h| (h.seat_id, h.user_id)).collect();
+            Ok(Snapshot::new(showtime, sold.into_iter().collect(), held))
         })
-        .collect();
-    Ok(SeatMap { showtime_id, currency: showtime.currency, seats })
+        .await?;
+    let layout = state.layouts.get(&state.db, showtime_id).await?;
+    Ok((snapshot, layout))
 }
 
 /// The sweeper's Redis half: drops expired holds of every showtime that has holds. Returns the
@@ -382,6 +390,9 @@ pub async fn sweep_expired_holds(state: &AppState) -> anyhow::Result<u64> {
     for showtime in active {
         let Ok(showtime_id) = showtime.parse::<Uuid>() else { continue };
         let (dropped, remaining) = store::sweep(&mut conn, &state.keys.showtime(showtime_id)).await?;
+        if dropped > 0 {
+            state.seat_status.invalidate(showtime_id);
+        }
         dropped_total += dropped;
         if remaining == 0 {
             // A hold granted right now re-adds the showtime; one missed in between is still

@@ -115,6 +115,7 @@ pub async fn expire_reservations(state: &AppState) -> anyhow::Result<u64> {
         if let Ok(mut conn) = state.redis.get().await {
             let keys = state.keys.showtime(r.showtime_id);
             let _ = store::release(&mut conn, &keys, r.hold_id, &r.user_id.to_string(), true).await;
+            state.seat_status.invalidate(r.showtime_id);
         }
         publish_event(state, r, BookingEventKind::Expired, None, None, Some(reason.to_owned())).await;
     }
