@@ -129,6 +129,19 @@ pub async fn check(state: &AppState, slack_secs: i64) -> anyhow::Result<Report> 
         );
     }
 
+    // Booking events are not lost: the sweeper relays what a broker outage left in the outbox.
+    let undelivered: i64 =
+        sqlx::query_scalar("select count(*) from outbox where created_at < now() - make_interval(secs => $1)")
+            .bind(slack_secs as f64)
+            .fetch_one(db)
+            .await?;
+    if undelivered > 0 {
+        report.breach(
+            "booking_events_delivered",
+            format!("{undelivered} booking events are still in the outbox {slack_secs} s after they were written"),
+        );
+    }
+
     // 4 and 5. Redis agrees with PostgreSQL for every showtime with bookings or live keys.
     let showtimes: Vec<Uuid> = sqlx::query_scalar(
         "select id from showtimes where ends_at > now() - interval '1 day' and status = 'scheduled'",

@@ -2,5 +2,6 @@
 //! publisher confirms. Business logic stays free of AMQP (DESIGN.md §5).
 
 pub mod messages;
+pub mod outbox;
 pub mod publisher;
 pub mod topology;

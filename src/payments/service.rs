@@ -1,6 +1,7 @@
 //! What a payment worker does with one task. Charge: charge (idempotent by payment id), claim
 //! the seats in Redis (fencing by hold id), then one PostgreSQL transaction (payment succeeded,
 //! reservation confirmed, booking, `booked_seats`), then seats sold in Redis and a notification.
+//! Each state change stages its booking event in the outbox in the same transaction.
 //! A decline fails the reservation and frees the seats; a lost claim or a `booked_seats`
 //! conflict after a successful charge is refunded with the reason. Every step is safe to
 //! repeat, so a redelivered task is a no-op.
@@ -17,7 +18,7 @@ use crate::domain::{PaymentStatus, ReservationStatus};
 use crate::error::violated_constraint;
 use crate::holds::store::{self, ClaimOutcome};
 use crate::messaging::messages::{BookingEvent, BookingEventKind, PaymentAction, PaymentTask, SCHEMA_VERSION};
-use crate::messaging::publisher::publish_json;
+use crate::messaging::outbox;
 use crate::state::AppState;
 
 /// How long a worker's claim keeps the seats while it writes the booking.
@@ -177,9 +178,11 @@ async fn decline(
     }
     repo::move_reservation(&mut tx, r.id, ReservationStatus::PaymentPending, ReservationStatus::Failed, Some(&reason))
         .await?;
+    let event = booking_event(r, BookingEventKind::Failed, None, None, Some(reason));
+    outbox::stage(&mut tx, &event).await?;
     tx.commit().await?;
     release_hold(ctx, r).await;
-    notify(ctx, r, BookingEventKind::Failed, None, None, Some(reason)).await;
+    outbox::deliver(&ctx.state, &event).await;
     Ok(Outcome::Declined)
 }
 
@@ -244,12 +247,14 @@ async fn finalise(
         }
         return Err(e.into());
     }
+    let event = booking_event(r, BookingEventKind::Confirmed, Some(booking_id), Some(ticket_code), None);
+    outbox::stage(&mut tx, &event).await?;
     tx.commit().await?;
     let latency = (chrono::Utc::now() - r.created_at).num_milliseconds().max(0) as f64 / 1000.0;
     metrics::histogram!("seatgate_booking_finalisation_seconds").record(latency);
     tracing::info!(booking.id = %booking_id, reservation.id = %r.id, "booking confirmed");
     sell(ctx, r, seats).await?;
-    notify(ctx, r, BookingEventKind::Confirmed, Some(booking_id), Some(ticket_code), None).await;
+    outbox::deliver(&ctx.state, &event).await;
     Ok(Outcome::Confirmed { booking_id })
 }
 
@@ -298,9 +303,11 @@ async fn refund_after_charge(
             .execute(&mut *tx)
             .await?;
     }
+    let event = booking_event(r, BookingEventKind::Failed, None, None, Some(reason.to_owned()));
+    outbox::stage(&mut tx, &event).await?;
     tx.commit().await?;
     release_hold(ctx, r).await;
-    notify(ctx, r, BookingEventKind::Failed, None, None, Some(reason.to_owned())).await;
+    outbox::deliver(&ctx.state, &event).await;
     Ok(Outcome::RefundedAfterCharge { reason: reason.to_owned() })
 }
 
@@ -337,9 +344,11 @@ async fn refund_expired(ctx: &WorkerCtx, payment: &PaymentRow, r: &ReservationRo
         .bind(EXPIRED_WHILE_CHARGING)
         .execute(&mut *tx)
         .await?;
+    let event = booking_event(r, BookingEventKind::Failed, None, None, Some(EXPIRED_WHILE_CHARGING.to_owned()));
+    outbox::stage(&mut tx, &event).await?;
     tx.commit().await?;
     tracing::warn!("a payment charged after its reservation expired was refunded");
-    notify(ctx, r, BookingEventKind::Failed, None, None, Some(EXPIRED_WHILE_CHARGING.to_owned())).await;
+    outbox::deliver(&ctx.state, &event).await;
     Ok(Outcome::RefundedAfterCharge { reason: EXPIRED_WHILE_CHARGING.to_owned() })
 }
 
@@ -349,14 +358,17 @@ async fn refund_cancelled(ctx: &WorkerCtx, payment_id: Uuid) -> Result<Outcome, 
         return Ok(Outcome::Skipped("no refund owed"));
     }
     ctx.gateway.refund(payment.id).await?;
-    let mut conn = ctx.state.db.acquire().await?;
+    let mut tx = ctx.state.db.begin().await?;
     let reason = "booking cancelled by the customer";
-    if !repo::move_payment(&mut conn, payment.id, PaymentStatus::Succeeded, PaymentStatus::Refunded, None, Some(reason))
+    if !repo::move_payment(&mut tx, payment.id, PaymentStatus::Succeeded, PaymentStatus::Refunded, None, Some(reason))
         .await?
     {
         return Ok(Outcome::Skipped("no refund owed"));
     }
-    notify(ctx, &reservation, BookingEventKind::Cancelled, None, None, Some(reason.to_owned())).await;
+    let event = booking_event(&reservation, BookingEventKind::Cancelled, None, None, Some(reason.to_owned()));
+    outbox::stage(&mut tx, &event).await?;
+    tx.commit().await?;
+    outbox::deliver(&ctx.state, &event).await;
     Ok(Outcome::Refunded)
 }
 
@@ -374,28 +386,15 @@ async fn release_hold(ctx: &WorkerCtx, r: &ReservationRow) {
     }
 }
 
-/// Publishes a booking event (best effort: a lost notification loses no money or seat).
-pub async fn notify(
-    ctx: &WorkerCtx,
+/// A booking event about `r`, to stage in the outbox with the state change it reports.
+pub fn booking_event(
     r: &ReservationRow,
     kind: BookingEventKind,
     booking_id: Option<Uuid>,
     ticket_code: Option<String>,
     reason: Option<String>,
-) {
-    publish_event(&ctx.state, r, kind, booking_id, ticket_code, reason).await;
-}
-
-/// Publishes a booking event from any process (API, worker, sweeper).
-pub async fn publish_event(
-    state: &AppState,
-    r: &ReservationRow,
-    kind: BookingEventKind,
-    booking_id: Option<Uuid>,
-    ticket_code: Option<String>,
-    reason: Option<String>,
-) {
-    let event = BookingEvent {
+) -> BookingEvent {
+    BookingEvent {
         schema_version: SCHEMA_VERSION,
         message_id: Uuid::now_v7(),
         kind,
@@ -406,17 +405,6 @@ pub async fn publish_event(
         ticket_code,
         reason,
         at: chrono::Utc::now(),
-    };
-    let result = async {
-        let channel = state.amqp.channel().await?;
-        let names = state.amqp.names();
-        publish_json(&channel, &names.exchange, &format!("booking.{}", kind.as_str()), event.message_id, 1, &event)
-            .await
-    }
-    .await;
-    if let Err(e) = result {
-        metrics::counter!("seatgate_queue_publish_failures_total", "queue" => "notifications").increment(1);
-        tracing::warn!(error = %e, reservation.id = %r.id, "cannot publish the booking event");
     }
 }
 

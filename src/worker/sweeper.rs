@@ -2,7 +2,8 @@
 //! payment did not complete by their deadline, and publish again payment tasks that were lost
 //! (a payment still `initiated`, or a refund still owed, long after its last change). Safe with
 //! several sweepers at once: rows are taken with `for update skip locked` and every change is
-//! guarded by the expected state.
+//! guarded by the expected state. It also relays booking events a broker outage left in the
+//! outbox.
 
 use std::time::Duration;
 
@@ -12,9 +13,10 @@ use uuid::Uuid;
 use crate::checkout::service::publish_task;
 use crate::domain::{PaymentStatus, ReservationStatus};
 use crate::holds::store;
-use crate::messaging::messages::{BookingEventKind, PaymentAction, PaymentTask};
+use crate::messaging::messages::{BookingEvent, BookingEventKind, PaymentAction, PaymentTask};
+use crate::messaging::outbox;
 use crate::payments::repo::{self, ReservationRow};
-use crate::payments::service::publish_event;
+use crate::payments::service::booking_event;
 use crate::state::AppState;
 
 /// Rows handled per query, so one pass never holds many locks.
@@ -28,6 +30,7 @@ pub struct Sweep {
     pub payments_republished: u64,
     pub refunds_republished: u64,
     pub idempotency_keys_deleted: u64,
+    pub events_relayed: u64,
 }
 
 /// Runs passes every `SEATGATE_SWEEP_INTERVAL_SECS` until `stop`.
@@ -65,6 +68,10 @@ pub async fn sweep_once(state: &AppState) -> Sweep {
         }
         Err(e) => tracing::warn!(error = %format!("{e:#}"), "republishing payments failed"),
     }
+    match outbox::relay(state).await {
+        Ok(n) => pass.events_relayed = n,
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "relaying booking events failed"),
+    }
     // Stored answers of `Idempotency-Key` requests are kept for a day.
     let deleted = sqlx::query("delete from idempotency_keys where created_at < now() - interval '24 hours'")
         .execute(&state.db)
@@ -87,7 +94,7 @@ pub async fn expire_reservations(state: &AppState) -> anyhow::Result<u64> {
     .fetch_all(&mut *tx)
     .await?;
     let reason = "payment not completed before the deadline";
-    let mut expired: Vec<ReservationRow> = Vec::new();
+    let mut expired: Vec<(ReservationRow, BookingEvent)> = Vec::new();
     for id in ids {
         if repo::move_reservation(
             &mut tx,
@@ -106,18 +113,20 @@ pub async fn expire_reservations(state: &AppState) -> anyhow::Result<u64> {
             .execute(&mut *tx)
             .await?;
             if let Some(r) = repo::find_reservation(&mut tx, id).await? {
-                expired.push(r);
+                let event = booking_event(&r, BookingEventKind::Expired, None, None, Some(reason.to_owned()));
+                outbox::stage(&mut tx, &event).await?;
+                expired.push((r, event));
             }
         }
     }
     tx.commit().await?;
-    for r in &expired {
+    for (r, event) in &expired {
         if let Ok(mut conn) = state.redis.get().await {
             let keys = state.keys.showtime(r.showtime_id);
             let _ = store::release(&mut conn, &keys, r.hold_id, &r.user_id.to_string(), true).await;
             state.seat_status.invalidate(r.showtime_id);
         }
-        publish_event(state, r, BookingEventKind::Expired, None, None, Some(reason.to_owned())).await;
+        outbox::deliver(state, event).await;
     }
     if !expired.is_empty() {
         metrics::counter!("seatgate_reservations_expired_total").increment(expired.len() as u64);

@@ -661,3 +661,46 @@ async fn a_key_whose_first_request_died_unanswered_is_taken_over_by_a_retry(db: 
     assert_eq!(accepted, replayed);
     assert_eq!(scalar(&db, "select count(*) from reservations where user_id = $1", alice.id).await, 1);
 }
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_booking_event_that_could_not_be_published_is_relayed_by_the_sweeper_once_the_broker_is_back(db: PgPool) {
+    // Arrange: a paid checkout, handled by a worker that cannot reach RabbitMQ.
+    let app = TestApp::spawn(db.clone()).await;
+    let show = show(&app, 2).await;
+    let alice = app.new_user().await;
+    let hold_id = hold(&app, &alice, &show, &[0]).await;
+    let accepted = checkout(&app, &alice, &hold_id, "k", "tok_ok").await.json_status(202).await;
+    let reservation = uuid(&accepted["reservation_id"]);
+    let mut config = (*app.state.config).clone();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    config.amqp.url = seatgate::config::Secret::new(format!("amqp://guest:guest@127.0.0.1:{closed}/%2f"));
+    let cut_off = seatgate::state::AppState::new(config, db.clone(), app.state.redis.clone());
+    // Act
+    let outcome = handle_payment(&seatgate::worker::context(cut_off), &payment_task(&db, reservation).await)
+        .await
+        .expect("handled");
+    // Assert: booked, and the event waits in the outbox instead of being dropped.
+    assert!(matches!(outcome, Outcome::Confirmed { .. }), "{outcome:?}");
+    let staged: i64 = sqlx::query_scalar("select count(*) from outbox").fetch_one(&db).await.expect("count");
+    assert_eq!(staged, 1);
+    // The broker is reachable again: the sweeper relays it and the notification worker stores it.
+    sqlx::query("update outbox set created_at = now() - interval '1 minute'").execute(&db).await.expect("aged");
+    assert_eq!(seatgate::worker::sweeper::sweep_once(&app.state).await.events_relayed, 1);
+    app.start_workers();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stored = scalar(
+            &db,
+            "select count(*) from notifications where reservation_id = $1 and kind = 'confirmed'",
+            reservation,
+        )
+        .await;
+        if stored == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the relayed event never reached the notification worker");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left: i64 = sqlx::query_scalar("select count(*) from outbox").fetch_one(&db).await.expect("count");
+    assert_eq!(left, 0);
+}
