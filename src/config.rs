@@ -62,6 +62,12 @@ pub struct RedisConfig {
     /// `SEATGATE_REDIS_KEY_PREFIX` (default `sg`): first part of every key, so several
     /// deployments (or tests) can share one Redis.
     pub key_prefix: String,
+    /// `SEATGATE_REDIS_MAX_IN_FLIGHT` (256): Redis requests this process has outstanding at
+    /// most. Past it, requests queue in the process, not in Redis' socket.
+    pub max_in_flight: u32,
+    /// `SEATGATE_REDIS_QUEUE_TIMEOUT_MS` (1000): how long a request waits for one of those slots
+    /// before it is answered 503 with `Retry-After`, without having sent Redis anything.
+    pub queue_timeout: Duration,
 }
 
 /// RabbitMQ.
@@ -233,6 +239,8 @@ impl Config {
             url: url_var(env, "SEATGATE_REDIS_URL", DEFAULT_REDIS_URL, &["redis", "rediss", "redis+unix", "unix"])?,
             timeout: Duration::from_millis(positive(env, "SEATGATE_REDIS_TIMEOUT_MS", 2000)?),
             key_prefix: key_prefix(env)?,
+            max_in_flight: positive(env, "SEATGATE_REDIS_MAX_IN_FLIGHT", 256)?,
+            queue_timeout: Duration::from_millis(positive(env, "SEATGATE_REDIS_QUEUE_TIMEOUT_MS", 1000)?),
         };
         let amqp = AmqpConfig {
             url: url_var(env, "SEATGATE_AMQP_URL", DEFAULT_AMQP_URL, &["amqp", "amqps"])?,

@@ -33,7 +33,7 @@ script!(SEATMAP, "seatmap.lua");
 pub const PURGE_LIMIT: usize = 500;
 
 /// A handle to the shared Redis connection.
-pub type Conn = redis::aio::ConnectionManager;
+pub type Conn = crate::infra::redis::Conn;
 
 /// Result of `hold.lua`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -86,3 +86,25 @@ async fn a_request_id_is_echoed_or_generated(db: PgPool) {
     let res = app.get("/health/live", None).await;
     assert!(res.header("x-request-id").is_some_and(|id| id.len() >= 16));
 }
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_request_that_finds_every_redis_slot_taken_is_shed_with_503_and_retry_after(db: PgPool) {
+    // Arrange: one Redis slot for the whole process, and it is taken.
+    let mut config = test_config();
+    config.redis.max_in_flight = 1;
+    config.redis.queue_timeout = std::time::Duration::from_millis(100);
+    config.holds.seatmap_cache = std::time::Duration::ZERO;
+    let app = TestApp::spawn_with(db, config).await;
+    let show = app.seed_showtime(&[("A", 2, "standard")], 24).await;
+    let path = format!("/api/v1/showtimes/{}/seats", show["id"].as_str().expect("id"));
+    let taken = app.state.redis.get().await.expect("the only slot");
+    // Act
+    let started = std::time::Instant::now();
+    let res = app.get(&path, None).await;
+    // Assert: refused quickly, without waiting for Redis' reply timeout, and told when to retry.
+    assert_eq!(res.header("retry-after").as_deref(), Some("1"));
+    assert_eq!(res.problem(503).await.code, "service_unavailable");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "took {:?}", started.elapsed());
+    drop(taken);
+    app.get(&path, None).await.json_status(200).await;
+}
