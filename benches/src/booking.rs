@@ -35,6 +35,8 @@ use uuid::Uuid;
 use crate::api::{self, Api, LoadArgs, TargetArgs, User};
 use crate::stats::{median, percentile_ms};
 
+/// Attempts of one checkout (the same Idempotency-Key each time) before the user gives up.
+const CHECKOUT_ATTEMPTS: u32 = 5;
 /// Seats one hold asks for: 1 to this many.
 const MAX_SEATS_PER_HOLD: usize = 4;
 /// Seats of one pgbench booking (the issue asks for "a booking + 4 booked_seats").
@@ -164,6 +166,8 @@ struct Tally {
     conflicts: u64,
     /// Checkouts answered 202.
     checkouts: u64,
+    /// Checkouts sent again with the same key after a 503, 429 or transport error.
+    checkout_retries: u64,
     /// Reservations seen `confirmed`.
     bookings: u64,
     /// Seats of those reservations.
@@ -201,6 +205,7 @@ impl Tally {
         self.holds += other.holds;
         self.conflicts += other.conflicts;
         self.checkouts += other.checkouts;
+        self.checkout_retries += other.checkout_retries;
         self.bookings += other.bookings;
         self.seats += other.seats;
         self.polls += other.polls;
@@ -386,37 +391,54 @@ impl Shop {
         };
         tally.holds += 1;
 
+        // A payment page retries a checkout the API could not take (503, 429, a dropped
+        // connection) with the same Idempotency-Key, after the Retry-After it was given: the key
+        // makes the retry safe, and giving up would strand the hold until it expires.
         let checkout_url = format!("{}/api/v1/holds/{hold_id}/checkout", self.base);
+        let key = Uuid::new_v4().to_string();
         let sent = Instant::now();
-        let answer = send(
-            self.client
-                .post(&checkout_url)
-                .bearer_auth(token)
-                .header("Idempotency-Key", Uuid::new_v4().to_string())
-                .json(&json!({"payment_token": "tok_ok"})),
-        )
-        .await;
-        if let Ok(answer) = &answer {
-            tally.note(answer);
-        }
-        let reservation_id = match answer.map(|a| (a.status, a.body)) {
-            Ok((StatusCode::ACCEPTED, body)) => match serde_json::from_slice::<CheckoutAccepted>(&body) {
-                Ok(c) => c.reservation_id,
-                Err(_) => {
-                    tally.error("checkout 202 without reservation_id", || String::from_utf8_lossy(&body).into_owned());
-                    return Attempt::NotConfirmed;
+        let mut attempt = 0;
+        let reservation_id = loop {
+            attempt += 1;
+            let answer = send(
+                self.client
+                    .post(&checkout_url)
+                    .bearer_auth(token)
+                    .header("Idempotency-Key", &key)
+                    .json(&json!({"payment_token": "tok_ok"})),
+            )
+            .await;
+            if let Ok(answer) = &answer {
+                tally.note(answer);
+            }
+            let retryable = match answer.map(|a| (a.status, a.body)) {
+                Ok((StatusCode::ACCEPTED, body)) => match serde_json::from_slice::<CheckoutAccepted>(&body) {
+                    Ok(c) => break c.reservation_id,
+                    Err(_) => {
+                        tally.error("checkout 202 without reservation_id", || {
+                            String::from_utf8_lossy(&body).into_owned()
+                        });
+                        return Attempt::NotConfirmed;
+                    }
+                },
+                Ok((status, body)) => {
+                    tally.error(format!("checkout {} {}", status.as_u16(), code(&body)), || {
+                        format!("checkout {status}: {}", api::truncate(&String::from_utf8_lossy(&body), 300))
+                    });
+                    matches!(status, StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS)
+                        || (status == StatusCode::CONFLICT && code(&body) == "conflict")
                 }
-            },
-            Ok((status, body)) => {
-                tally.error(format!("checkout {} {}", status.as_u16(), code(&body)), || {
-                    format!("checkout {status}: {}", api::truncate(&String::from_utf8_lossy(&body), 300))
-                });
+                Err(e) => {
+                    tally.error(format!("checkout: transport error ({})", transport_kind(&e)), || chain(&e));
+                    true
+                }
+            };
+            if !retryable || attempt >= CHECKOUT_ATTEMPTS {
                 return Attempt::NotConfirmed;
             }
-            Err(e) => {
-                tally.error(format!("checkout: transport error ({})", transport_kind(&e)), || chain(&e));
-                return Attempt::NotConfirmed;
-            }
+            tally.checkout_retries += 1;
+            let wait = tally.retry_after.take().unwrap_or(Duration::from_millis(500));
+            tokio::time::sleep(wait).await;
         };
         let accepted = Instant::now();
         tally.checkout_us.push(micros(accepted.duration_since(sent)));
@@ -1455,6 +1477,7 @@ pub struct RaceResult {
     pub holds: u64,
     pub conflicts: u64,
     pub checkouts: u64,
+    pub checkout_retries: u64,
     pub seat_maps: u64,
     pub polls: u64,
     pub hold_p50_ms: f64,
@@ -1601,6 +1624,7 @@ pub async fn run_sellout(args: SelloutArgs) -> anyhow::Result<()> {
         holds: t.holds,
         conflicts: t.conflicts,
         checkouts: t.checkouts,
+        checkout_retries: t.checkout_retries,
         seat_maps: t.seat_maps,
         polls: t.polls,
         hold_p50_ms,
@@ -1785,7 +1809,7 @@ fn sellout_summary(args: &SelloutArgs, showtime: Uuid, r: &RaceResult, checks: &
         r.race_secs
     );
     println!(
-        "users: {}   bookings {} ({} seats)   holds {}  conflicts {} ({:.1}% of hold attempts)   checkouts {}   seat maps {}   polls {}",
+        "users: {}   bookings {} ({} seats)   holds {}  conflicts {} ({:.1}% of hold attempts)   checkouts {} (retried {})   seat maps {}   polls {}",
         r.endings.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
         r.bookings,
         r.confirmed_seats_seen,
@@ -1793,6 +1817,7 @@ fn sellout_summary(args: &SelloutArgs, showtime: Uuid, r: &RaceResult, checks: &
         r.conflicts,
         100.0 * r.conflicts as f64 / (r.holds + r.conflicts).max(1) as f64,
         r.checkouts,
+        r.checkout_retries,
         r.seat_maps,
         r.polls,
     );
