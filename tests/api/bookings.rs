@@ -493,6 +493,25 @@ async fn a_gateway_failing_a_third_of_the_time_still_books_every_paid_checkout_o
     assert!(seatgate::invariants::check(&app.state, 30).await.expect("checked").violations.is_empty());
 }
 
+/// Alice holds seat A1 and checks out with `tok_ok`; the reservation's id.
+async fn checked_out(app: &TestApp) -> (TestUser, Uuid) {
+    let show = show(app, 2).await;
+    let alice = app.new_user().await;
+    let hold_id = hold(app, &alice, &show, &[0]).await;
+    let accepted = checkout(app, &alice, &hold_id, "k", "tok_ok").await.json_status(202).await;
+    (alice, uuid(&accepted["reservation_id"]))
+}
+
+/// The reservation's deadline passes and the sweeper expires it.
+async fn expire(app: &TestApp, reservation: Uuid) {
+    sqlx::query("update reservations set deadline = now() - interval '1 second' where id = $1")
+        .bind(reservation)
+        .execute(&app.state.db)
+        .await
+        .expect("moved the deadline");
+    assert_eq!(seatgate::worker::sweeper::expire_reservations(&app.state).await.expect("swept"), 1);
+}
+
 /// A gateway that, while it charges, lets the reservation's deadline pass and the sweeper run:
 /// the race of a slow charge against `expire_reservations`.
 struct SweptWhileCharging {
@@ -537,11 +556,7 @@ async fn payment_task(db: &PgPool, reservation: Uuid) -> PaymentTask {
 async fn a_charge_that_completes_after_the_sweeper_expired_the_reservation_is_refunded(db: PgPool) {
     // Arrange: a checkout whose charge is slow enough for the deadline to pass mid-charge.
     let app = TestApp::spawn(db.clone()).await;
-    let show = show(&app, 2).await;
-    let alice = app.new_user().await;
-    let hold_id = hold(&app, &alice, &show, &[0]).await;
-    let accepted = checkout(&app, &alice, &hold_id, "k", "tok_ok").await.json_status(202).await;
-    let reservation = uuid(&accepted["reservation_id"]);
+    let (alice, reservation) = checked_out(&app).await;
     let gateway = SweptWhileCharging {
         inner: seatgate::payments::gateway::SimulatedGateway::new(db.clone(), Duration::ZERO, 0.0),
         state: app.state.clone(),
@@ -576,23 +591,14 @@ async fn a_charge_that_completes_after_the_sweeper_expired_the_reservation_is_re
 async fn a_worker_that_charged_and_died_before_the_deadline_passed_is_refunded_on_redelivery(db: PgPool) {
     // Arrange: a worker charged and died; the sweeper then expired the reservation.
     let app = TestApp::spawn(db.clone()).await;
-    let show = show(&app, 2).await;
-    let alice = app.new_user().await;
-    let hold_id = hold(&app, &alice, &show, &[0]).await;
-    let accepted = checkout(&app, &alice, &hold_id, "k", "tok_ok").await.json_status(202).await;
-    let reservation = uuid(&accepted["reservation_id"]);
+    let (alice, reservation) = checked_out(&app).await;
     let task = payment_task(&db, reservation).await;
     let ctx = seatgate::worker::context(app.state.clone());
     ctx.gateway
         .charge(Charge { payment_id: task.payment_id, amount_minor: 1200, currency: "EUR", token: "tok_ok" })
         .await
         .expect("charged");
-    sqlx::query("update reservations set deadline = now() - interval '1 second' where id = $1")
-        .bind(reservation)
-        .execute(&db)
-        .await
-        .expect("moved the deadline");
-    assert_eq!(seatgate::worker::sweeper::expire_reservations(&app.state).await.expect("swept"), 1);
+    expire(&app, reservation).await;
     // Act: the task comes back.
     let outcome = handle_payment(&ctx, &task).await.expect("handled");
     // Assert
@@ -606,17 +612,8 @@ async fn a_worker_that_charged_and_died_before_the_deadline_passed_is_refunded_o
 #[sqlx::test(migrator = "seatgate::MIGRATOR")]
 async fn an_expired_reservation_that_was_never_charged_is_not_refunded(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
-    let show = show(&app, 2).await;
-    let alice = app.new_user().await;
-    let hold_id = hold(&app, &alice, &show, &[0]).await;
-    let accepted = checkout(&app, &alice, &hold_id, "k", "tok_ok").await.json_status(202).await;
-    let reservation = uuid(&accepted["reservation_id"]);
-    sqlx::query("update reservations set deadline = now() - interval '1 second' where id = $1")
-        .bind(reservation)
-        .execute(&db)
-        .await
-        .expect("moved the deadline");
-    assert_eq!(seatgate::worker::sweeper::expire_reservations(&app.state).await.expect("swept"), 1);
+    let (alice, reservation) = checked_out(&app).await;
+    expire(&app, reservation).await;
     let outcome =
         handle_payment(&seatgate::worker::context(app.state.clone()), &payment_task(&db, reservation).await).await;
     assert!(matches!(outcome, Ok(Outcome::Skipped(_))), "{outcome:?}");
@@ -666,11 +663,7 @@ async fn a_key_whose_first_request_died_unanswered_is_taken_over_by_a_retry(db: 
 async fn a_booking_event_that_could_not_be_published_is_relayed_by_the_sweeper_once_the_broker_is_back(db: PgPool) {
     // Arrange: a paid checkout, handled by a worker that cannot reach RabbitMQ.
     let app = TestApp::spawn(db.clone()).await;
-    let show = show(&app, 2).await;
-    let alice = app.new_user().await;
-    let hold_id = hold(&app, &alice, &show, &[0]).await;
-    let accepted = checkout(&app, &alice, &hold_id, "k", "tok_ok").await.json_status(202).await;
-    let reservation = uuid(&accepted["reservation_id"]);
+    let (_alice, reservation) = checked_out(&app).await;
     let mut config = (*app.state.config).clone();
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     config.amqp.url = seatgate::config::Secret::new(format!("amqp://guest:guest@127.0.0.1:{closed}/%2f"));
