@@ -338,7 +338,7 @@ pub async fn release_hold(state: &AppState, user: AuthUser, hold_id: Uuid) -> Re
 /// The seat map: layout and prices from the catalog, status from Redis in one round trip.
 #[tracing::instrument(skip_all, fields(showtime.id = %showtime_id))]
 pub async fn seat_map(state: &AppState, user: Option<AuthUser>, showtime_id: Uuid) -> Result<SeatMap, ApiError> {
-    let (snapshot, layout) = seat_snapshot(state, showtime_id).await?;
+    let (snapshot, layout) = seat_snapshot(state, showtime_id, None).await?;
     Ok(snapshot.render(&layout, user.map(|u| u.id.to_string()).as_deref()))
 }
 
@@ -349,19 +349,32 @@ pub async fn seat_map_json(
     user: Option<AuthUser>,
     showtime_id: Uuid,
 ) -> Result<actix_web::web::Bytes, ApiError> {
-    let (snapshot, layout) = seat_snapshot(state, showtime_id).await?;
+    let (snapshot, layout) = seat_snapshot(state, showtime_id, None).await?;
     snapshot.render_json(&layout, user.map(|u| u.id.to_string()).as_deref())
 }
 
-/// The showtime's current seat status (at most `SEATGATE_SEATMAP_CACHE_MS` old, and never older
-/// than this instance's last change to it) and its layout.
+/// The seat map as anonymous callers see it, read at or after `since` (see
+/// [`SeatStatusCache::get_since`](super::snapshot::SeatStatusCache::get_since)): what a live
+/// stream sends after subscribing.
+pub async fn seat_map_since(
+    state: &AppState,
+    showtime_id: Uuid,
+    since: std::time::Instant,
+) -> Result<SeatMap, ApiError> {
+    let (snapshot, layout) = seat_snapshot(state, showtime_id, Some(since)).await?;
+    Ok(snapshot.render(&layout, None))
+}
+
+/// The showtime's current seat status (at most `SEATGATE_SEATMAP_CACHE_MS` old, never older
+/// than this instance's last change to it, and read no earlier than `since`) and its layout.
 pub async fn seat_snapshot(
     state: &AppState,
     showtime_id: Uuid,
+    since: Option<std::time::Instant>,
 ) -> Result<(std::sync::Arc<Snapshot>, std::sync::Arc<super::layout::Layout>), ApiError> {
     let snapshot = state
         .seat_status
-        .get(showtime_id, || async {
+        .get_since(showtime_id, since, || async {
             let showtime = crate::catalog::service::get_showtime(state, showtime_id).await?;
             let keys = state.keys.showtime(showtime_id);
             let mut conn = redis_conn(state).await?;

@@ -132,19 +132,42 @@ impl SeatStatusCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Snapshot, ApiError>>,
     {
+        self.get_since(showtime_id, None, load).await
+    }
+
+    /// Like [`get`](Self::get), but with `since`, only a snapshot whose read began at or after
+    /// that instant will do. A live stream subscribes to changes, then asks for a snapshot read
+    /// after it subscribed, so no change can fall between the two; streams opened together still
+    /// share one read.
+    pub async fn get_since<F, Fut>(
+        &self,
+        showtime_id: Uuid,
+        since: Option<Instant>,
+        load: F,
+    ) -> Result<Arc<Snapshot>, ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Snapshot, ApiError>>,
+    {
         if self.ttl.is_zero() {
             return load().await.map(Arc::new);
         }
         let entry = self.entry(showtime_id);
         let mut slot = entry.slot.lock().await;
         let epoch = entry.epoch.load(Ordering::Acquire);
-        if let Some(snapshot) = slot.as_ref().filter(|s| s.epoch == epoch && s.fetched.elapsed() < self.ttl) {
+        let usable = |s: &&Arc<Snapshot>| {
+            s.epoch == epoch && s.fetched.elapsed() < self.ttl && since.is_none_or(|since| s.fetched >= since)
+        };
+        if let Some(snapshot) = slot.as_ref().filter(usable) {
             metrics::counter!("seatgate_seatmap_cache_total", "result" => "hit").increment(1);
             return Ok(Arc::clone(snapshot));
         }
         metrics::counter!("seatgate_seatmap_cache_total", "result" => "miss").increment(1);
+        let started = Instant::now();
         let mut fresh = load().await?;
-        // An invalidation during the load leaves this snapshot stale, as it should be.
+        // Its age counts from when the read began; an invalidation during the load leaves it
+        // stale, as it should be.
+        fresh.fetched = started;
         fresh.epoch = epoch;
         let fresh = Arc::new(fresh);
         *slot = Some(Arc::clone(&fresh));
@@ -211,6 +234,20 @@ mod tests {
         cache.invalidate(id);
         read(cache.clone(), loads.clone()).await;
         assert_eq!(loads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_needs_a_read_begun_after_it_subscribed_never_gets_an_older_one() {
+        let cache = SeatStatusCache::new(Duration::from_secs(60));
+        let id = Uuid::now_v7();
+        let load = || async { Ok(Snapshot::new(showtime(id), HashSet::new(), HashMap::new())) };
+        let first = cache.get(id, load).await.expect("loaded");
+        let subscribed = Instant::now();
+        let fresh = cache.get_since(id, Some(subscribed), load).await.expect("loaded");
+        assert!(!Arc::ptr_eq(&first, &fresh), "a snapshot read before the subscription was reused");
+        assert!(fresh.fetched >= subscribed);
+        let shared = cache.get_since(id, Some(subscribed), load).await.expect("cached");
+        assert!(Arc::ptr_eq(&fresh, &shared), "a read begun after the subscription is shared");
     }
 
     #[tokio::test]
