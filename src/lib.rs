@@ -12,6 +12,7 @@ pub mod error;
 pub mod holds;
 pub mod infra;
 pub mod invariants;
+pub mod live;
 pub mod messaging;
 pub mod openapi;
 pub mod ops;

@@ -24,6 +24,8 @@ pub struct AppState {
     pub accounts: Arc<crate::auth::accounts::AccountCache>,
     /// Showtime layouts, immutable once created, cached in process for the hold path.
     pub layouts: Arc<crate::holds::layout::LayoutCache>,
+    /// The live seat map's pub/sub subscription and fan-out, shared by every event stream.
+    pub live: crate::live::LiveHub,
     draining: Arc<AtomicBool>,
 }
 
@@ -38,6 +40,7 @@ impl AppState {
         );
         let amqp = Arc::new(Amqp::new(config.amqp.clone(), names));
         let jwt = Arc::new(JwtKeys::new(&config.auth));
+        let live = crate::live::LiveHub::new(keys.clone(), redis.clone(), config.live.clone());
         Self {
             db,
             redis,
@@ -46,6 +49,7 @@ impl AppState {
             jwt,
             accounts: Arc::new(crate::auth::accounts::AccountCache::new(config.auth.account_cache)),
             layouts: Arc::default(),
+            live,
             config: Arc::new(config),
             draining: Arc::new(AtomicBool::new(false)),
         }
