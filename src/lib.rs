@@ -23,6 +23,7 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod validate;
+pub mod web;
 pub mod worker;
 
 /// The schema, from `migrations/`, embedded at build time.

@@ -97,6 +97,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     live::routes::routes(cfg);
     checkout::routes::routes(cfg);
     ops::routes(cfg);
+    crate::web::routes(cfg);
 }
 
 /// Connects the pools, migrates, and makes sure the configured admin exists.

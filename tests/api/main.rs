@@ -13,3 +13,4 @@ mod ops;
 mod problems;
 mod scripts;
 mod security;
+mod web;
