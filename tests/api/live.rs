@@ -397,3 +397,36 @@ async fn after_the_redis_connection_is_lost_streams_get_a_fresh_snapshot_and_eve
     let held = events.next_event().await;
     assert_eq!((held.event(), held.seat_ids()), ("held", vec![show.seats[0].clone()]));
 }
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_client_too_slow_for_the_buffer_gets_a_snapshot_instead_of_the_missed_events(db: PgPool) {
+    // Arrange: a buffer of one change, and a client that does not read for a while.
+    let mut config = test_config();
+    config.live.buffer = 1;
+    let app = TestApp::spawn_with(db, config).await;
+    let show = show(&app, 2).await;
+    let mut events = Events::open(&app, &show.id, None).await;
+    events.next_event().await;
+    // Act: far more changes than the socket buffers hold (about 2 KB a frame, 8 MB in all).
+    let channel = app.state.keys.showtime(show.id.parse().expect("uuid")).events;
+    let seat_ids: Vec<String> = (0..50).map(|_| show.seats[0].clone()).collect();
+    let message = json!({"type": "held", "seat_ids": seat_ids, "hold_id": "x", "at": 0}).to_string();
+    let mut conn = app.state.redis.get().await.expect("redis");
+    let mut pipe = redis::pipe();
+    for _ in 0..4000 {
+        pipe.publish(&channel, &message).ignore();
+    }
+    let () = pipe.query_async(&mut conn).await.expect("published");
+    // Assert: the stream skips ahead with a snapshot rather than failing or replaying it all.
+    let mut changes = 0;
+    loop {
+        let frame = events.next_event().await;
+        if frame.event() == "snapshot" {
+            break;
+        }
+        assert_eq!(frame.event(), "held");
+        changes += 1;
+        assert!(changes < 4000, "every change was delivered: the client never lagged");
+    }
+    assert!(changes < 4000);
+}
