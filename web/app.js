@@ -42,7 +42,9 @@ function errorText(e) {
     const fields = (e.problem.errors || []).map((f) => `${f.field}: ${f.message}`).join('; ');
     return fields ? `${e.message} (${fields})` : e.message;
   }
-  return 'The server could not be reached. Try again.';
+  if (e instanceof TypeError && /fetch/i.test(e.message)) return 'The server could not be reached. Try again.';
+  console.error(e);
+  return `Something failed in this page: ${e.message}`;
 }
 
 function when(iso) {
@@ -547,7 +549,7 @@ async function adminView() {
 
   async function loadScreens() {
     const theater = theaterSelects[1].value;
-    screens = theater ? (await get(`/api/v1/theaters/${theater}/screens?per_page=100`)).items : [];
+    screens = theater ? await get(`/api/v1/theaters/${theater}/screens`) : [];
     screenSelect.replaceChildren(...screens.map((s) => h('option', { value: s.id }, `${s.name} (${s.capacity} seats)`)));
     renderPrices();
   }
