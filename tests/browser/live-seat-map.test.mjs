@@ -226,8 +226,69 @@ test('a hold by one user shows up live on another user\'s seat map, then the sal
     const overflow = await alice.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `the page is ${overflow}px wider than the phone`);
     assert.deepEqual(problems, [], 'no script errors or CSP violations in the console');
+  } catch (e) {
+    await alice.screenshot({ path: path.join(artifacts, 'failure-live-a.png'), fullPage: true }).catch(() => {});
+    await bob.screenshot({ path: path.join(artifacts, 'failure-live-b.png'), fullPage: true }).catch(() => {});
+    throw e;
   } finally {
     await phone.close();
     await desktop.close();
+  }
+});
+
+test('an admin creates a movie, theater, screen layout and showtime from the admin page', async () => {
+  const context = await browser.newContext({ viewport: { width: 375, height: 812 } });
+  const page = await context.newPage();
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(m.text()); });
+  page.setDefaultTimeout(10_000);
+  try {
+    await page.goto(`${base}/#/login`);
+    const login = page.getByRole('form', { name: 'Log in' });
+    await login.getByLabel('Email').fill(admin.email);
+    await login.getByLabel('Password').fill(admin.password);
+    await login.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('heading', { name: 'Showtimes' }).waitFor();
+    await page.getByRole('link', { name: 'Admin' }).click();
+    await page.getByRole('heading', { name: 'Admin' }).waitFor();
+
+    const movie = page.getByRole('form', { name: 'New movie' });
+    await movie.getByLabel('Title').fill(`Admin Made ${run}`);
+    await movie.getByRole('button', { name: 'Create movie' }).click();
+    await page.getByRole('status').getByText(`Movie "Admin Made ${run}" created`).waitFor();
+
+    const theater = page.getByRole('form', { name: 'New theater' });
+    await theater.getByLabel('Name').fill(`Form Theater ${run}`);
+    await theater.getByLabel('City').fill('Hamburg');
+    await theater.getByLabel('Address').fill('Harbour 2');
+    await theater.getByRole('button', { name: 'Create theater' }).click();
+    await page.getByRole('status').getByText(`Theater "Form Theater ${run}" created`).waitFor();
+
+    const screen = page.getByRole('form', { name: 'New screen and seat layout' });
+    await screen.getByLabel('Theater').selectOption({ label: `Form Theater ${run}, Hamburg` });
+    await screen.getByLabel('Screen name').fill('Small');
+    await screen.getByLabel('Rows').fill('A 5 standard\nB 4 premium');
+    await screen.getByRole('button', { name: 'Create screen' }).click();
+    await page.getByRole('status').getByText('Screen "Small" created').waitFor();
+
+    const showtimeForm = page.getByRole('form', { name: 'New showtime' });
+    await showtimeForm.getByLabel('Movie').selectOption({ label: `Admin Made ${run}` });
+    await showtimeForm.getByLabel('Theater').selectOption({ label: `Form Theater ${run}, Hamburg` });
+    await showtimeForm.getByLabel('Screen').selectOption({ label: 'Small (9 seats)' });
+    await showtimeForm.getByLabel('Price of premium (major units)').fill('15.50');
+    await showtimeForm.getByRole('button', { name: 'Create showtime' }).click();
+    await page.screenshot({ path: path.join(artifacts, 'admin-phone.png'), fullPage: true });
+    await page.getByRole('link', { name: new RegExp(`^Admin Made ${run} at`) }).click();
+
+    await page.getByText('Live: seats update as others book').waitFor();
+    assert.equal(await page.locator('button[data-seat]').count(), 9);
+    assert.equal(await seat(page, 'B', 4).getAttribute('aria-label'), 'Row B seat 4, premium, 15.50 EUR, available');
+    assert.deepEqual(problems, [], 'no script errors or CSP violations in the console');
+  } catch (e) {
+    await page.screenshot({ path: path.join(artifacts, 'failure-admin.png'), fullPage: true }).catch(() => {});
+    throw e;
+  } finally {
+    await context.close();
   }
 });
