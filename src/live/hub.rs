@@ -366,3 +366,37 @@ impl Inner {
         metrics::counter!("seatgate_sse_changes_total").increment(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_has_an_id_an_event_name_and_one_data_line() {
+        let bytes = frame(7, "held", &serde_json::json!({"seat_ids": ["a"]}));
+        assert_eq!(&bytes[..], b"id: 7\nevent: held\ndata: {\"seat_ids\":[\"a\"]}\n\n");
+    }
+
+    #[test]
+    fn only_events_channels_of_the_own_prefix_name_a_showtime() {
+        let keys = Keys::new("sg");
+        let id = Uuid::now_v7();
+        let channel = keys.showtime(id).events;
+        assert_eq!(keys.showtime_of_events(&channel), Some(id));
+        assert!(channel.starts_with("sg:{st:") && keys.events_pattern() == "sg:{st:*}:events");
+        assert_eq!(Keys::new("sg2").showtime_of_events(&channel), None);
+        assert_eq!(keys.showtime_of_events(&keys.showtime(id).holds), None);
+        assert_eq!(keys.showtime_of_events("sg:{st:not-a-uuid}:events"), None);
+    }
+
+    #[test]
+    fn published_messages_decode_with_false_hold_ids() {
+        // Expiries publish `hold_id = false` (cjson's nil stand-in); it must still decode.
+        let raw = br#"{"type":"expired","seat_ids":["0190e3d2-0000-7000-8000-000000000001"],"hold_id":false,"at":1764612000000}"#;
+        let published: Published = serde_json::from_slice(raw).expect("decodes");
+        assert_eq!(
+            (published.r#type, published.seat_ids.len(), published.at),
+            (ChangeKind::Expired, 1, 1_764_612_000_000)
+        );
+    }
+}
