@@ -2,6 +2,7 @@
 //! heartbeats in between, a fresh snapshot whenever changes may have been missed, and the end
 //! of the stream when the server shuts down.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use actix_web::web::Bytes;
@@ -19,6 +20,16 @@ use crate::state::AppState;
 
 /// How long a client waits before reconnecting after the stream ends (the SSE `retry:` field).
 pub const RETRY_MS: u64 = 2000;
+
+/// Snapshots go out in parts of at most this size. The HTTP layer copies each part into the
+/// connection's write buffer, which keeps its largest size for the connection's life: one
+/// 120 KB snapshot of a 1000-seat showtime kept every idle stream at 150 KiB of memory.
+const CHUNK: usize = 8 * 1024;
+
+/// A frame cut into parts of at most [`CHUNK`] bytes (no copy).
+fn chunks(frame: Bytes) -> VecDeque<Bytes> {
+    (0..frame.len()).step_by(CHUNK).map(|start| frame.slice(start..(start + CHUNK).min(frame.len()))).collect()
+}
 
 /// Snapshots tried before a stream that needs one gives up (100 ms, 200 ms, ... apart).
 const RESYNC_ATTEMPTS: u32 = 5;
@@ -87,7 +98,8 @@ pub struct Session {
     generation: u64,
     heartbeat: Interval,
     stop: CancellationToken,
-    first: Option<Bytes>,
+    /// Parts of a snapshot still to send (see [`CHUNK`]).
+    pending: VecDeque<Bytes>,
     resync: Option<Resync>,
     _permit: Permit,
 }
@@ -113,7 +125,7 @@ impl Session {
             sub,
             generation,
             stop,
-            first: Some(Bytes::from(first)),
+            pending: chunks(Bytes::from(first)),
             resync: None,
             _permit: permit,
         }
@@ -121,8 +133,8 @@ impl Session {
 
     /// The next frame to send; `None` ends the stream.
     async fn next_frame(&mut self) -> Option<Bytes> {
-        if let Some(first) = self.first.take() {
-            return Some(first);
+        if let Some(part) = self.pending.pop_front() {
+            return Some(part);
         }
         loop {
             if let Some(reason) = self.resync.take() {
@@ -154,7 +166,8 @@ impl Session {
             match snapshot_frame(&self.state, self.showtime_id).await {
                 Ok((frame, generation)) => {
                     self.generation = generation;
-                    return Some(frame);
+                    self.pending = chunks(frame);
+                    return self.pending.pop_front();
                 }
                 Err(e) if attempt == RESYNC_ATTEMPTS => {
                     tracing::warn!(error = %e, showtime.id = %self.showtime_id, "resync snapshot failed; ending the stream");
