@@ -4,11 +4,15 @@
 #   scripts/bench.sh holds [extra seatgate-bench args, e.g. --users 32 --rounds 5]
 #   scripts/bench.sh booking [args]     hold -> checkout -> confirmed, against pgbench
 #   scripts/bench.sh sellout [args]     5,000 users race for a 1,000-seat showtime, then verify
+#   scripts/bench.sh watchers [args]    2,000 live seat maps (SSE) while seats are held and released
 #
 # Checks (and starts) PostgreSQL, Redis and RabbitMQ, builds the release binaries, drops and
 # recreates the database seatgate_bench, starts `seatgate serve` on 127.0.0.1:8090 (logs in
 # target/bench/), waits for /health/ready, runs the scenario, and always stops the API on exit.
 # Redis keys of the bench API live under the prefix "sgbench" and are deleted at the end.
+# SEATGATE_BENCH_LISTEN, SEATGATE_BENCH_DATABASE, SEATGATE_BENCH_KEY_PREFIX and
+# SEATGATE_BENCH_AMQP_NAMESPACE override the address and those names, to stay clear of another
+# run on the same machine.
 # The API uses the RabbitMQ names of the namespace "bench" (queues deleted before and after the
 # run); `booking` and `sellout` also run `seatgate-workers all` with the API's settings; `booking`
 # also gets a scratch database seatgate_bench_pgbench, migrated by `seatgate migrate` and
@@ -17,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-  echo "usage: scripts/bench.sh <scenario> [seatgate-bench args]   scenarios: holds, booking, sellout" >&2
+  echo "usage: scripts/bench.sh <scenario> [seatgate-bench args]   scenarios: holds, booking, sellout, watchers" >&2
   exit 2
 }
 [ $# -ge 1 ] || usage
@@ -25,25 +29,26 @@ scenario=$1
 shift
 with_workers=0
 case "$scenario" in
-  holds) ;;
+  holds | watchers) ;;
   booking | sellout) with_workers=1 ;;
   -h | --help) usage ;;
   *) echo "error: unknown scenario '$scenario'" >&2; usage ;;
 esac
 
-listen=127.0.0.1:8090
+# Overridable, so a run can stay clear of another one on the same machine.
+listen=${SEATGATE_BENCH_LISTEN:-127.0.0.1:8090}
 api_url=http://$listen
-key_prefix=sgbench
-database=seatgate_bench
-pgbench_database=seatgate_bench_pgbench
-amqp_namespace=bench
+key_prefix=${SEATGATE_BENCH_KEY_PREFIX:-sgbench}
+database=${SEATGATE_BENCH_DATABASE:-seatgate_bench}
+pgbench_database=${database}_pgbench
+amqp_namespace=${SEATGATE_BENCH_AMQP_NAMESPACE:-bench}
 
 scripts/ensure-services.sh
 
 echo "building release binaries (several minutes the first time)..."
 cargo build --release --locked -p seatgate -p seatgate-workers -p seatgate-bench
 
-if (exec 3<>"/dev/tcp/127.0.0.1/8090") 2>/dev/null; then
+if (exec 3<>"/dev/tcp/${listen%:*}/${listen##*:}") 2>/dev/null; then
   echo "error: something already listens on $listen; stop it first" >&2
   exit 1
 fi
@@ -135,7 +140,7 @@ if [ "$scenario" = booking ]; then
   psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -q -c "drop database if exists $pgbench_database with (force)"
   SEATGATE_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$pgbench_database target/release/seatgate migrate
 fi
-if [ "$scenario" = sellout ]; then
+if [ "$scenario" = sellout ] || [ "$scenario" = watchers ]; then
   # 5,000 users are 5,000 connections on each side.
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 fi
@@ -178,6 +183,10 @@ fi
 echo "API ready; running scenario '$scenario'"
 # The bench's --api default is this address; the admin comes from the variables above.
 status=0
+# The watchers scenario reads the API's memory from /proc/<pid>/status; every scenario takes
+# the API's address from SEATGATE_BENCH_API.
+export SEATGATE_BENCH_API_PID=$api_pid
+export SEATGATE_BENCH_API=$api_url
 target/release/seatgate-bench "$scenario" "$@" || status=$?
 warnings=$(grep -c '"level":"WARN"' "$log" || true)
 errors=$(grep -c '"level":"ERROR"' "$log" || true)

@@ -4,6 +4,8 @@
 # does not match the schema, any undocumented status, and any schema-violating request that is
 # accepted. Requests the schema allows but the rules refuse (a movie id that does not exist, a
 # start in the past, duplicate row labels) are legitimate 422s, so that one check is excluded.
+# The live seat map's event stream is left out: a 200 there never ends (tests/api/live.rs
+# covers it).
 #   scripts/fuzz.sh                 bounded run (CI): 25 examples per operation
 #   FUZZ_EXAMPLES=200 scripts/fuzz.sh
 set -euo pipefail
@@ -56,6 +58,7 @@ for who in admin user; do
   echo "== schemathesis as $who ($examples examples per operation)"
   "$venv/bin/schemathesis" run "http://$SEATGATE_LISTEN/openapi.json" \
     -H "Authorization: Bearer $tok" \
+    --exclude-path '/api/v1/showtimes/{id}/seats/events' \
     --checks all --exclude-checks positive_data_acceptance \
     --max-examples "$examples" --workers 2 --no-color \
     || status=1

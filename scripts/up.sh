@@ -63,6 +63,7 @@ fi
 cat <<MSG
 
   seatgate is running at http://${lb_listen}   (seatgate-lb in front of ${instances} API instances)
+    web app      http://${lb_listen}/            (seat maps live; admin page: http://${lb_listen}/#/admin)
     showtimes    curl http://${lb_listen}/api/v1/showtimes
     API docs     http://${lb_listen}/docs/
     health       http://${lb_listen}/health/ready

@@ -22,6 +22,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub holds: HoldConfig,
     pub workers: WorkerConfig,
+    pub live: LiveConfig,
     pub log_format: LogFormat,
 }
 
@@ -125,6 +126,19 @@ pub struct HoldConfig {
     /// `SEATGATE_SEATMAP_CACHE_MS`: how long an instance reuses a showtime's seat status for
     /// the seat map (0 = read Redis on every request).
     pub seatmap_cache: Duration,
+}
+
+/// The live seat map (server-sent events).
+#[derive(Clone, Debug)]
+pub struct LiveConfig {
+    /// `SEATGATE_SSE_MAX_CONNECTIONS`: concurrent event streams per instance; more get 503.
+    pub max_connections: usize,
+    /// `SEATGATE_SSE_HEARTBEAT_MS`: an SSE comment is sent this often so proxies and clients
+    /// see the stream is alive.
+    pub heartbeat: Duration,
+    /// `SEATGATE_SSE_BUFFER`: seat changes queued per showtime for a slow client; one that
+    /// falls further behind gets a fresh snapshot instead.
+    pub buffer: usize,
 }
 
 /// Background work.
@@ -295,8 +309,13 @@ impl Config {
             payment_retry_base: Duration::from_millis(positive(env, "SEATGATE_PAYMENT_RETRY_BASE_MS", 1000)?),
             stuck_payment_after: Duration::from_secs(positive(env, "SEATGATE_STUCK_PAYMENT_SECS", 30)?),
         };
+        let live = LiveConfig {
+            max_connections: positive(env, "SEATGATE_SSE_MAX_CONNECTIONS", 10_000)?,
+            heartbeat: Duration::from_millis(positive(env, "SEATGATE_SSE_HEARTBEAT_MS", 15_000)?),
+            buffer: positive(env, "SEATGATE_SSE_BUFFER", 256)?,
+        };
         let log_format = var_or(env, "SEATGATE_LOG_FORMAT", LogFormat::Pretty)?;
-        Ok(Self { http, database, redis, amqp, auth, holds, workers, log_format })
+        Ok(Self { http, database, redis, amqp, auth, holds, workers, live, log_format })
     }
 }
 
@@ -373,6 +392,8 @@ mod tests {
         assert_eq!(config.holds.ttl, Duration::from_secs(300));
         assert_eq!(config.holds.max_seats_per_user, 10);
         assert_eq!(config.log_format, LogFormat::Pretty);
+        assert_eq!(config.live.max_connections, 10_000);
+        assert_eq!(config.live.heartbeat, Duration::from_secs(15));
         assert!(config.auth.jwt_secret_generated);
         assert!(config.auth.admin.is_none());
     }

@@ -53,6 +53,8 @@ pub enum ApiError {
     HoldExpired,
     #[error("too many requests, slow down")]
     RateLimited { retry_after_secs: u64 },
+    #[error("this instance serves as many live streams as it may, try again shortly")]
+    AtCapacity { retry_after_secs: u64 },
     #[error("a backing service is unavailable, try again shortly")]
     Unavailable(#[source] anyhow::Error),
     #[error("internal error")]
@@ -80,6 +82,7 @@ impl ApiError {
             Self::SeatsUnavailable(_) => "seats_unavailable",
             Self::HoldExpired => "hold_expired",
             Self::RateLimited { .. } => "rate_limited",
+            Self::AtCapacity { .. } => "at_capacity",
             Self::Unavailable(_) => "service_unavailable",
             Self::Internal(_) => "internal_error",
         }
@@ -100,7 +103,7 @@ impl ResponseError for ApiError {
             Self::Conflict(_) | Self::SeatsUnavailable(_) => StatusCode::CONFLICT,
             Self::HoldExpired => StatusCode::GONE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::AtCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -130,7 +133,7 @@ impl ResponseError for ApiError {
             Self::Unauthorized(_) => {
                 res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
             }
-            Self::RateLimited { retry_after_secs } => {
+            Self::RateLimited { retry_after_secs } | Self::AtCapacity { retry_after_secs } => {
                 res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
             Self::Unavailable(_) => {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod holds;
 pub mod infra;
 pub mod invariants;
+pub mod live;
 pub mod messaging;
 pub mod openapi;
 pub mod ops;
@@ -22,6 +23,7 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod validate;
+pub mod web;
 pub mod worker;
 
 /// The schema, from `migrations/`, embedded at build time.

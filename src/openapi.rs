@@ -25,7 +25,8 @@ pub struct Problem {
     pub detail: String,
     /// Stable machine-readable code: `validation_failed`, `unauthorized`, `forbidden`,
     /// `not_found`, `conflict`, `seats_unavailable`, `hold_expired`, `rate_limited`,
-    /// `payload_too_large`, `bad_request`, `unsupported_media_type`, `service_unavailable`.
+    /// `payload_too_large`, `bad_request`, `unsupported_media_type`, `service_unavailable`,
+    /// `at_capacity`.
     #[schema(example = "seats_unavailable")]
     pub code: String,
     /// With `validation_failed`: each field at fault.
@@ -136,6 +137,7 @@ pub static ROUTES: LazyLock<Vec<(ResourceDef, Vec<String>)>> = LazyLock::new(|| 
         crate::holds::routes::get_hold,
         crate::holds::routes::release_hold,
         crate::holds::routes::seat_map,
+        crate::live::routes::seat_events,
         crate::checkout::routes::checkout_hold,
         crate::checkout::routes::get_reservation,
         crate::checkout::routes::list_bookings,
@@ -144,7 +146,7 @@ pub static ROUTES: LazyLock<Vec<(ResourceDef, Vec<String>)>> = LazyLock::new(|| 
         crate::ops::live,
         crate::ops::ready,
     ),
-    components(schemas(Problem)),
+    components(schemas(Problem, crate::live::stream::Snapshot, crate::live::hub::SeatChange)),
     tags(
         (name = "auth", description = "Accounts and tokens"),
         (name = "catalog", description = "Movies, theaters, screens, showtimes, reviews"),

@@ -16,7 +16,7 @@ use crate::error::{self, json_config, path_config, query_config};
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
 use crate::telemetry::{self, RequestSpan};
-use crate::{auth, catalog, checkout, holds, infra, ops};
+use crate::{auth, catalog, checkout, holds, infra, live, ops};
 
 /// A bound, not yet running, API server.
 pub struct Application {
@@ -37,6 +37,8 @@ impl Application {
         let http = state.config.http.clone();
         // Install the recorder before the first request so nothing counted is lost.
         ops::metrics_handle();
+        // Event streams never end by themselves: end them when the server stops.
+        state.live.stop_with(stop.clone());
         let listener = TcpListener::bind(http.listen)?;
         let port = listener.local_addr()?.port();
         let data = web::Data::new(state.clone());
@@ -92,8 +94,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     auth::routes::routes(cfg);
     catalog::routes::routes(cfg);
     holds::routes::routes(cfg);
+    live::routes::routes(cfg);
     checkout::routes::routes(cfg);
     ops::routes(cfg);
+    crate::web::routes(cfg);
 }
 
 /// Connects the pools, migrates, and makes sure the configured admin exists.

@@ -26,6 +26,8 @@ pub struct AppState {
     pub layouts: Arc<crate::holds::layout::LayoutCache>,
     /// Seat status per showtime, reused for `SEATGATE_SEATMAP_CACHE_MS` by the seat map.
     pub seat_status: Arc<crate::holds::snapshot::SeatStatusCache>,
+    /// The live seat map's pub/sub subscription and fan-out, shared by every event stream.
+    pub live: crate::live::LiveHub,
     draining: Arc<AtomicBool>,
 }
 
@@ -40,6 +42,7 @@ impl AppState {
         );
         let amqp = Arc::new(Amqp::new(config.amqp.clone(), names));
         let jwt = Arc::new(JwtKeys::new(&config.auth));
+        let live = crate::live::LiveHub::new(keys.clone(), redis.clone(), config.live.clone());
         Self {
             db,
             redis,
@@ -49,6 +52,7 @@ impl AppState {
             accounts: Arc::new(crate::auth::accounts::AccountCache::new(config.auth.account_cache)),
             layouts: Arc::default(),
             seat_status: Arc::new(crate::holds::snapshot::SeatStatusCache::new(config.holds.seatmap_cache)),
+            live,
             config: Arc::new(config),
             draining: Arc::new(AtomicBool::new(false)),
         }

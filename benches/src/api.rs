@@ -12,7 +12,7 @@ use uuid::Uuid;
 #[derive(Clone, Debug, clap::Args)]
 pub struct TargetArgs {
     /// Base URL of the API (loopback only).
-    #[arg(long, default_value = "http://127.0.0.1:8090")]
+    #[arg(long, env = "SEATGATE_BENCH_API", default_value = "http://127.0.0.1:8090")]
     pub api: String,
     /// Admin account used for set-up (the one the API creates at start-up).
     #[arg(long, env = "SEATGATE_ADMIN_EMAIL", default_value = "admin@seatgate.local")]

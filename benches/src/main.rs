@@ -9,6 +9,7 @@ mod holds;
 mod report;
 mod sale;
 mod stats;
+mod watchers;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +36,9 @@ enum Scenario {
     /// Thousands of users race for one showtime until it is sold out; reports the time to sell
     /// out and verifies the result in PostgreSQL and with `seatgate check-invariants`.
     Sellout(booking::SelloutArgs),
+    /// Thousands of live seat maps (server-sent events) on one showtime while seats are held
+    /// and released; reports hold -> event delay at the clients and the API's memory per stream.
+    Watchers(watchers::WatchersArgs),
 }
 
 #[tokio::main]
@@ -45,5 +49,6 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Sale(args) => sale::run(args).await,
         Scenario::Booking(args) => booking::run_booking(args).await,
         Scenario::Sellout(args) => booking::run_sellout(args).await,
+        Scenario::Watchers(args) => watchers::run(args).await,
     }
 }

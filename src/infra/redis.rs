@@ -116,6 +116,23 @@ impl RedisPool {
     }
 }
 
+impl RedisPool {
+    /// The client the shared connection was opened from, for dedicated connections (pub/sub).
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The configured connect and reply timeout.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// The runtime background connection tasks should run on, if one was current at start-up.
+    pub fn runtime(&self) -> Option<&tokio::runtime::Handle> {
+        self.inner.runtime.as_ref()
+    }
+}
+
 /// Builds the (lazy) connection; fails only for an invalid URL.
 pub fn pool(config: &RedisConfig) -> anyhow::Result<RedisPool> {
     let client = Client::open(config.url.expose()).context("invalid SEATGATE_REDIS_URL")?;
@@ -164,6 +181,17 @@ impl Keys {
     /// Which showtime a hold belongs to (holds are addressed by id alone in the API).
     pub fn hold_index(&self, hold_id: uuid::Uuid) -> String {
         format!("{}:holdidx:{hold_id}", self.prefix)
+    }
+
+    /// The pub/sub pattern matching the events channel of every showtime.
+    pub fn events_pattern(&self) -> String {
+        format!("{}:{{st:*}}:events", self.prefix)
+    }
+
+    /// The showtime whose events channel this is, if it is one of this prefix.
+    pub fn showtime_of_events(&self, channel: &str) -> Option<uuid::Uuid> {
+        let rest = channel.strip_prefix(self.prefix.as_str())?.strip_prefix(":{st:")?;
+        rest.strip_suffix("}:events")?.parse().ok()
     }
 
     /// Showtimes that may have live holds: what the sweeper visits.

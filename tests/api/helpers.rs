@@ -78,6 +78,11 @@ impl TestApp {
         app
     }
 
+    /// Cancels the app's root token, as SIGTERM does after the grace period.
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+
     /// Runs the payment, notification and sweeper loops in this process until the app drops.
     pub fn start_workers(&self) {
         let stop = self.stop.child_token();

@@ -1,0 +1,402 @@
+//! One Redis pub/sub subscription per process, shared by every event stream of the process.
+//!
+//! A background task PSUBSCRIBEs to `<prefix>:{st:*}:events`, turns each message into an SSE
+//! frame once (with the next id of the process-wide sequence) and sends it to the
+//! `tokio::sync::broadcast` channel of its showtime, if anyone watches that showtime. When the
+//! connection drops (or stops answering PING) the task reconnects with back-off and tells every
+//! stream to resend a snapshot, since changes published meanwhile were lost.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use redis::aio::{PubSubSink, PubSubStream};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::config::LiveConfig;
+use crate::infra::redis::{Keys, RedisPool};
+
+/// What the hub sends to the streams of one showtime.
+#[derive(Clone, Debug)]
+pub enum Update {
+    /// A seat change, already framed as SSE (shared by every stream).
+    Event(Bytes),
+    /// The pub/sub connection was (re)established as this generation: changes may have been
+    /// missed before it, so streams with an older snapshot must send a new one.
+    Resync(u64),
+}
+
+/// The kinds of seat change the scripts publish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    Held,
+    Released,
+    Expired,
+    Sold,
+}
+
+impl ChangeKind {
+    /// The SSE `event:` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Held => "held",
+            Self::Released => "released",
+            Self::Expired => "expired",
+            Self::Sold => "sold",
+        }
+    }
+}
+
+/// The `data:` of a `held`, `released`, `expired` or `sold` event. Hold ids stay private.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SeatChange {
+    pub r#type: ChangeKind,
+    pub showtime_id: Uuid,
+    pub seat_ids: Vec<Uuid>,
+    /// When the change happened, by Redis' clock.
+    pub at: DateTime<Utc>,
+}
+
+/// A message as the Lua prelude publishes it.
+#[derive(Deserialize)]
+struct Published {
+    r#type: ChangeKind,
+    seat_ids: Vec<Uuid>,
+    at: i64,
+}
+
+/// An SSE frame: `id`, `event`, one `data` line of JSON.
+pub fn frame(id: u64, event: &str, data: &impl Serialize) -> Bytes {
+    let json = serde_json::to_string(data).unwrap_or_else(|_| "null".to_owned());
+    Bytes::from(format!("id: {id}\nevent: {event}\ndata: {json}\n\n"))
+}
+
+/// Handle to the hub; cheap to clone.
+#[derive(Clone)]
+pub struct LiveHub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    keys: Keys,
+    redis: RedisPool,
+    config: LiveConfig,
+    channels: Mutex<HashMap<Uuid, broadcast::Sender<Update>>>,
+    seq: AtomicU64,
+    connections: AtomicUsize,
+    started: AtomicBool,
+    /// `Some(generation)` while subscribed, `None` while not.
+    connected: watch::Sender<Option<u64>>,
+    stop: CancellationToken,
+}
+
+impl std::fmt::Debug for LiveHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveHub").field("connections", &self.connections()).finish_non_exhaustive()
+    }
+}
+
+/// The instance already serves `SEATGATE_SSE_MAX_CONNECTIONS` streams.
+#[derive(Debug, thiserror::Error)]
+#[error("too many live seat map connections on this instance")]
+pub struct AtCapacity;
+
+/// One admitted stream; dropping it frees the slot.
+#[derive(Debug)]
+pub struct Permit {
+    hub: LiveHub,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let left = self.hub.inner.connections.fetch_sub(1, Ordering::SeqCst) - 1;
+        metrics::gauge!("seatgate_sse_connections").set(left as f64);
+    }
+}
+
+/// A stream's receiver for one showtime; dropping the last one forgets the showtime.
+#[derive(Debug)]
+pub struct Subscription {
+    pub rx: broadcast::Receiver<Update>,
+    hub: LiveHub,
+    showtime_id: Uuid,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Ok(mut channels) = self.hub.inner.channels.lock() {
+            // Our receiver still counts until this function returns.
+            if channels.get(&self.showtime_id).is_some_and(|tx| tx.receiver_count() <= 1) {
+                channels.remove(&self.showtime_id);
+            }
+        }
+    }
+}
+
+impl LiveHub {
+    /// A hub for this process; nothing connects until the first stream subscribes.
+    pub fn new(keys: Keys, redis: RedisPool, config: LiveConfig) -> Self {
+        let (connected, _) = watch::channel(None);
+        Self {
+            inner: Arc::new(Inner {
+                keys,
+                redis,
+                config,
+                channels: Mutex::default(),
+                seq: AtomicU64::new(0),
+                connections: AtomicUsize::new(0),
+                started: AtomicBool::new(false),
+                connected,
+                stop: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// The settings the hub runs with.
+    pub fn config(&self) -> &LiveConfig {
+        &self.inner.config
+    }
+
+    /// The next id of the process-wide event sequence.
+    pub fn next_id(&self) -> u64 {
+        self.inner.seq.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Streams open right now.
+    pub fn connections(&self) -> usize {
+        self.inner.connections.load(Ordering::SeqCst)
+    }
+
+    /// Cancelled when the server shuts down: streams end and the subscription closes.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.inner.stop.clone()
+    }
+
+    /// Ends every stream and the subscription once `root` is cancelled, so graceful shutdown
+    /// does not wait for streams that never end by themselves.
+    pub fn stop_with(&self, root: CancellationToken) {
+        let stop = self.inner.stop.clone();
+        let task = async move {
+            tokio::select! {
+                _ = root.cancelled() => stop.cancel(),
+                _ = stop.cancelled() => {}
+            }
+        };
+        self.spawn(task);
+    }
+
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        match self.inner.redis.runtime() {
+            Some(runtime) => {
+                runtime.spawn(task);
+            }
+            None => {
+                tokio::spawn(task);
+            }
+        }
+    }
+
+    /// Takes a connection slot, or refuses when the instance is at its cap.
+    pub fn admit(&self) -> Result<Permit, AtCapacity> {
+        let max = self.inner.config.max_connections;
+        let taken =
+            self.inner.connections.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1));
+        match taken {
+            Ok(n) => {
+                metrics::gauge!("seatgate_sse_connections").set((n + 1) as f64);
+                Ok(Permit { hub: self.clone() })
+            }
+            Err(_) => {
+                metrics::counter!("seatgate_sse_refused_total").increment(1);
+                Err(AtCapacity)
+            }
+        }
+    }
+
+    /// Starts receiving the changes of one showtime (and the subscription, on first use).
+    pub fn subscribe(&self, showtime_id: Uuid) -> Subscription {
+        if !self.inner.started.swap(true, Ordering::SeqCst) {
+            self.spawn(listen(self.inner.clone()));
+        }
+        let rx = match self.inner.channels.lock() {
+            Ok(mut channels) => channels
+                .entry(showtime_id)
+                .or_insert_with(|| broadcast::channel(self.inner.config.buffer).0)
+                .subscribe(),
+            // A poisoned map: a receiver that never gets changes; streams still heartbeat.
+            Err(_) => broadcast::channel(1).1,
+        };
+        Subscription { rx, hub: self.clone(), showtime_id }
+    }
+
+    /// Waits (at most `timeout`) until the subscription is live and returns its generation;
+    /// 0 when it is not, so the first successful connection triggers a resync.
+    pub async fn wait_connected(&self, timeout: Duration) -> u64 {
+        let mut rx = self.inner.connected.subscribe();
+        match tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await {
+            Ok(Ok(generation)) => generation.unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// The current generation of the subscription (0 while not subscribed).
+    pub fn generation(&self) -> u64 {
+        self.inner.connected.borrow().unwrap_or(0)
+    }
+}
+
+/// Why one subscription ended.
+enum Ended {
+    Stopped,
+    Lost(String),
+}
+
+/// The subscription task: connect, subscribe, dispatch, reconnect, until stopped.
+async fn listen(inner: Arc<Inner>) {
+    let mut generation = 0u64;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if inner.stop.is_cancelled() {
+            break;
+        }
+        match connect(&inner).await {
+            Ok((sink, stream)) => {
+                generation += 1;
+                backoff = Duration::from_millis(100);
+                if generation > 1 {
+                    tracing::info!(generation, "redis pub/sub subscription restored; live streams resync");
+                    metrics::counter!("seatgate_sse_resubscribed_total").increment(1);
+                }
+                // Resync before announcing the generation: a stream whose snapshot is taken
+                // after the announcement skips this resync (its generation is not older).
+                inner.broadcast_all(Update::Resync(generation));
+                inner.connected.send_replace(Some(generation));
+                let ended = run(&inner, sink, stream).await;
+                inner.connected.send_replace(None);
+                match ended {
+                    Ended::Stopped => break,
+                    Ended::Lost(why) => tracing::warn!(reason = %why, "redis pub/sub subscription lost, reconnecting"),
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot subscribe to seat events, retrying"),
+        }
+        tokio::select! {
+            _ = inner.stop.cancelled() => break,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+    inner.connected.send_replace(None);
+    inner.started.store(false, Ordering::SeqCst);
+}
+
+async fn connect(inner: &Inner) -> anyhow::Result<(PubSubSink, PubSubStream)> {
+    let timeout = inner.redis.timeout();
+    let pattern = inner.keys.events_pattern();
+    let subscribe = async {
+        let (mut sink, stream) = inner.redis.client().get_async_pubsub().await?.split();
+        sink.psubscribe(&pattern).await?;
+        Ok::<_, redis::RedisError>((sink, stream))
+    };
+    match tokio::time::timeout(timeout, subscribe).await {
+        Ok(result) => Ok(result?),
+        Err(_) => anyhow::bail!("timed out after {timeout:?}"),
+    }
+}
+
+/// Dispatches messages until the connection ends, stops answering PING, or the hub stops.
+async fn run(inner: &Inner, mut sink: PubSubSink, mut stream: PubSubStream) -> Ended {
+    let timeout = inner.redis.timeout();
+    // PING at the heartbeat pace: a half-open connection is noticed within about one period.
+    let period = inner.config.heartbeat.max(Duration::from_millis(500));
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            _ = inner.stop.cancelled() => return Ended::Stopped,
+            msg = stream.next() => match msg {
+                Some(msg) => inner.dispatch(&msg),
+                None => return Ended::Lost("connection closed".into()),
+            },
+            _ = ping.tick() => match tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Ended::Lost(e.to_string()),
+                Err(_) => return Ended::Lost(format!("no PING reply within {timeout:?}")),
+            },
+        }
+    }
+}
+
+impl Inner {
+    fn broadcast_all(&self, update: Update) {
+        if let Ok(channels) = self.channels.lock() {
+            for tx in channels.values() {
+                let _ = tx.send(update.clone());
+            }
+        }
+    }
+
+    fn dispatch(&self, msg: &redis::Msg) {
+        let Some(showtime_id) = self.keys.showtime_of_events(msg.get_channel_name()) else { return };
+        let Ok(channels) = self.channels.lock() else { return };
+        // Nobody here watches this showtime: nothing to frame.
+        let Some(tx) = channels.get(&showtime_id) else { return };
+        let published: Published = match serde_json::from_slice(msg.get_payload_bytes()) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, showtime.id = %showtime_id, "undecodable seat event ignored");
+                return;
+            }
+        };
+        let change = SeatChange {
+            r#type: published.r#type,
+            showtime_id,
+            seat_ids: published.seat_ids,
+            at: DateTime::from_timestamp_millis(published.at).unwrap_or_else(Utc::now),
+        };
+        let id = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let _ = tx.send(Update::Event(frame(id, change.r#type.as_str(), &change)));
+        metrics::counter!("seatgate_sse_changes_total").increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_has_an_id_an_event_name_and_one_data_line() {
+        let bytes = frame(7, "held", &serde_json::json!({"seat_ids": ["a"]}));
+        assert_eq!(&bytes[..], b"id: 7\nevent: held\ndata: {\"seat_ids\":[\"a\"]}\n\n");
+    }
+
+    #[test]
+    fn only_events_channels_of_the_own_prefix_name_a_showtime() {
+        let keys = Keys::new("sg");
+        let id = Uuid::now_v7();
+        let channel = keys.showtime(id).events;
+        assert_eq!(keys.showtime_of_events(&channel), Some(id));
+        assert!(channel.starts_with("sg:{st:") && keys.events_pattern() == "sg:{st:*}:events");
+        assert_eq!(Keys::new("sg2").showtime_of_events(&channel), None);
+        assert_eq!(keys.showtime_of_events(&keys.showtime(id).holds), None);
+        assert_eq!(keys.showtime_of_events("sg:{st:not-a-uuid}:events"), None);
+    }
+
+    #[test]
+    fn published_messages_decode_with_false_hold_ids() {
+        // Expiries publish `hold_id = false` (cjson's nil stand-in); it must still decode.
+        let raw = br#"{"type":"expired","seat_ids":["0190e3d2-0000-7000-8000-000000000001"],"hold_id":false,"at":1764612000000}"#;
+        let published: Published = serde_json::from_slice(raw).expect("decodes");
+        assert_eq!(
+            (published.r#type, published.seat_ids.len(), published.at),
+            (ChangeKind::Expired, 1, 1_764_612_000_000)
+        );
+    }
+}

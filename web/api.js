@@ -1,0 +1,56 @@
+// The seatgate API as the page uses it: JSON in and out, the token in sessionStorage,
+// problem+json errors turned into ApiError with the server's detail.
+
+const TOKEN = 'seatgate.token';
+const USER = 'seatgate.user';
+
+export class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem?.detail || `request failed (${status})`);
+    this.status = status;
+    this.problem = problem || {};
+  }
+}
+
+export function session() {
+  const token = sessionStorage.getItem(TOKEN);
+  const user = sessionStorage.getItem(USER);
+  return token && user ? { token, user: JSON.parse(user) } : null;
+}
+
+export function signIn(auth) {
+  sessionStorage.setItem(TOKEN, auth.access_token);
+  sessionStorage.setItem(USER, JSON.stringify(auth.user));
+}
+
+export function signOut() {
+  sessionStorage.removeItem(TOKEN);
+  sessionStorage.removeItem(USER);
+}
+
+export async function api(method, path, body, headers = {}) {
+  const init = { method, headers: { Accept: 'application/json', ...headers } };
+  const s = session();
+  if (s) init.headers.Authorization = `Bearer ${s.token}`;
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const res = await fetch(path, init);
+  if (res.status === 401 && s) signOut();
+  if (res.status === 204) return null;
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  if (!res.ok) throw new ApiError(res.status, data);
+  return data;
+}
+
+export const get = (path) => api('GET', path);
+export const post = (path, body, headers) => api('POST', path, body, headers);
+export const del = (path) => api('DELETE', path);
+
+/** Minor units to "12.00 EUR". */
+export function money(minor, currency) {
+  return `${(minor / 100).toFixed(2)} ${currency}`;
+}
