@@ -265,7 +265,8 @@ pub async fn update_showtime(
     Ok(Json(service::update_showtime(&state, *id, body.into_inner()).await?))
 }
 
-/// Cancels a showtime (admin).
+/// Cancels a showtime (admin): its confirmed bookings are cancelled and refunded through the
+/// payment queue, and checkouts still waiting for payment are cancelled uncharged.
 #[utoipa::path(tag = "catalog", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
     (status = 204),
     (status = 403, body = Problem, content_type = "application/problem+json"),

@@ -441,14 +441,20 @@ pub async fn update_showtime(state: &AppState, id: Uuid, patch: ShowtimePatch) -
     repo::find_showtime(&mut conn, id).await?.ok_or(NO_SHOWTIME)
 }
 
-/// Cancels a showtime. Cancelling a cancelled showtime changes nothing and succeeds.
+/// Cancels a showtime, and with it every booking of it (refunded through the payment queue)
+/// and every reservation still waiting for payment. Cancelling a cancelled showtime changes
+/// nothing and succeeds.
 pub async fn cancel_showtime(state: &AppState, id: Uuid) -> Result<(), ApiError> {
-    let mut conn = state.db.acquire().await?;
-    if !repo::cancel_showtime(&mut conn, id).await? {
-        repo::find_showtime(&mut conn, id).await?.ok_or(NO_SHOWTIME)?;
+    let mut tx = state.db.begin().await?;
+    if !repo::cancel_showtime(&mut tx, id).await? {
+        repo::find_showtime(&mut tx, id).await?.ok_or(NO_SHOWTIME)?;
         return Ok(());
     }
+    let sales = crate::checkout::service::cancel_showtime_sales(&mut tx, id).await?;
+    tx.commit().await?;
+    let mut conn = state.db.acquire().await?;
     cache::invalidate(state).await;
+    crate::checkout::service::settle_cancelled_showtime(state, id, &sales).await;
     let starts_at = repo::find_showtime(&mut conn, id).await?.map_or_else(Utc::now, |s| s.starts_at);
     crate::holds::service::refresh_meta(state, id, starts_at, true).await;
     tracing::info!(showtime.id = %id, "showtime cancelled");

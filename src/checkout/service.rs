@@ -410,3 +410,115 @@ pub async fn cancel_booking(state: &AppState, user: AuthUser, id: Uuid) -> Resul
     }
     Ok(CancelAccepted { booking_id: id, status: BookingStatus::Cancelled, refund: "pending".into() })
 }
+
+/// What cancelling a showtime did to its sales (see [`cancel_showtime_sales`]).
+#[derive(Debug, Default)]
+pub struct CancelledSales {
+    /// Confirmed bookings now cancelled; their payments are refunded through the queue.
+    pub bookings: Vec<(Uuid, Uuid)>,
+    /// Reservations still waiting for payment, now cancelled (their payments failed).
+    pub pending: Vec<payments::ReservationRow>,
+    events: Vec<crate::messaging::messages::BookingEvent>,
+}
+
+/// Why a showtime's customers lost their seats.
+const SHOWTIME_CANCELLED: &str = "the showtime was cancelled";
+
+/// Inside the transaction that cancels a showtime: every confirmed booking of it is cancelled
+/// (its `booked_seats` freed, its reservation `cancelled`), every reservation still waiting for
+/// payment is cancelled with its payment `failed`, and each customer's booking event is staged.
+/// Refunds go through the payment queue after the commit ([`settle_cancelled_showtime`]).
+///
+/// A worker charging one of those payments at this moment loses its guarded update and refunds
+/// the charge, as for an expired reservation.
+pub async fn cancel_showtime_sales(conn: &mut PgConnection, showtime_id: Uuid) -> Result<CancelledSales, sqlx::Error> {
+    let mut sales = CancelledSales::default();
+    let bookings: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        r#"update bookings set status = 'cancelled', cancelled_at = now()
+            where showtime_id = $1 and status = 'confirmed' returning id, reservation_id"#,
+    )
+    .bind(showtime_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let booking_ids: Vec<Uuid> = bookings.iter().map(|b| b.0).collect();
+    sqlx::query("delete from booked_seats where booking_id = any($1)").bind(&booking_ids).execute(&mut *conn).await?;
+    for (booking_id, reservation_id) in &bookings {
+        let moved = payments::move_reservation(
+            conn,
+            *reservation_id,
+            ReservationStatus::Confirmed,
+            ReservationStatus::Cancelled,
+            Some(SHOWTIME_CANCELLED),
+        )
+        .await?;
+        if let (true, Some(payment)) = (moved, payments::payment_of(conn, *reservation_id).await?) {
+            sales.bookings.push((payment.id, *reservation_id));
+        }
+        tracing::info!(booking.id = %booking_id, "booking cancelled with its showtime");
+    }
+    let pending: Vec<Uuid> = sqlx::query_scalar(
+        "select id from reservations where showtime_id = $1 and status = 'payment_pending' for update",
+    )
+    .bind(showtime_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    for id in pending {
+        if payments::move_reservation(
+            conn,
+            id,
+            ReservationStatus::PaymentPending,
+            ReservationStatus::Cancelled,
+            Some(SHOWTIME_CANCELLED),
+        )
+        .await?
+        {
+            sqlx::query(
+                "update payments set status = 'failed', failure_reason = $2, updated_at = now() where reservation_id = $1 and status = 'initiated'",
+            )
+            .bind(id)
+            .bind(SHOWTIME_CANCELLED)
+            .execute(&mut *conn)
+            .await?;
+            if let Some(r) = payments::find_reservation(conn, id).await? {
+                let event = crate::payments::service::booking_event(
+                    &r,
+                    crate::messaging::messages::BookingEventKind::Cancelled,
+                    None,
+                    None,
+                    Some(SHOWTIME_CANCELLED.to_owned()),
+                );
+                crate::messaging::outbox::stage(conn, &event).await?;
+                sales.events.push(event);
+                sales.pending.push(r);
+            }
+        }
+    }
+    Ok(sales)
+}
+
+/// After the cancelling transaction committed: refunds queued, events published, holds of the
+/// cancelled reservations dropped. A publish that fails is retried by the sweeper (an owed
+/// refund, an undelivered event), so nothing here can lose money.
+pub async fn settle_cancelled_showtime(state: &AppState, showtime_id: Uuid, sales: &CancelledSales) {
+    for (payment_id, reservation_id) in &sales.bookings {
+        let _ = publish_task(state, &PaymentTask::new(PaymentAction::Refund, *payment_id, *reservation_id)).await;
+    }
+    for event in &sales.events {
+        crate::messaging::outbox::deliver(state, event).await;
+    }
+    if let Ok(mut conn) = state.redis.get().await {
+        let keys = state.keys.showtime(showtime_id);
+        for r in &sales.pending {
+            let _ = store::release(&mut conn, &keys, r.hold_id, &r.user_id.to_string(), true).await;
+        }
+    }
+    state.seat_status.invalidate(showtime_id);
+    if !sales.bookings.is_empty() || !sales.pending.is_empty() {
+        tracing::info!(
+            showtime.id = %showtime_id,
+            bookings = sales.bookings.len(),
+            pending = sales.pending.len(),
+            "the cancelled showtime's sales are cancelled; refunds queued"
+        );
+    }
+}

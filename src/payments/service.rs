@@ -122,9 +122,12 @@ async fn charge(ctx: &WorkerCtx, payment_id: Uuid) -> Result<Outcome, PaymentErr
         sell(ctx, &reservation, &seats).await?;
         return Ok(Outcome::Skipped("already confirmed"));
     }
-    if payment.status == PaymentStatus::Failed && reservation.status == ReservationStatus::Expired {
-        // The sweeper expired the reservation while this payment was in flight: a worker that
-        // died after charging left money at the gateway that nothing here would give back.
+    if payment.status == PaymentStatus::Failed
+        && matches!(reservation.status, ReservationStatus::Expired | ReservationStatus::Cancelled)
+    {
+        // The sweeper expired the reservation (or its showtime was cancelled) while this
+        // payment was in flight: a worker that died after charging left money at the gateway
+        // that nothing here would give back.
         return refund_expired(ctx, &payment, &reservation).await;
     }
     if payment.status != PaymentStatus::Initiated {
@@ -200,7 +203,7 @@ async fn finalise(
     {
         // The sweeper frees the seats of a reservation it expires: say that, if it did.
         let reason = if payment_now(ctx, payment.id).await? == Some(PaymentStatus::Failed) {
-            EXPIRED_WHILE_CHARGING
+            late_charge_reason(ctx, r.id).await?
         } else {
             "the seats were taken by someone else after the hold expired"
         };
@@ -228,7 +231,8 @@ async fn finalise(
         // the money must go back.
         if payment_now(ctx, payment.id).await? == Some(PaymentStatus::Failed) {
             tracing::warn!("the reservation expired while the payment was being charged: refunding");
-            return refund_after_charge(ctx, payment, r, EXPIRED_WHILE_CHARGING).await;
+            let reason = late_charge_reason(ctx, r.id).await?;
+            return refund_after_charge(ctx, payment, r, reason).await;
         }
         return Ok(Outcome::Skipped("payment already settled"));
     }
@@ -319,6 +323,16 @@ async fn payment_now(ctx: &WorkerCtx, id: Uuid) -> Result<Option<PaymentStatus>,
 
 /// Why a payment charged after its reservation expired was refunded.
 const EXPIRED_WHILE_CHARGING: &str = "the reservation expired while the payment was being charged";
+/// Why a payment charged after its showtime was cancelled was refunded.
+const CANCELLED_WHILE_CHARGING: &str = "the showtime was cancelled while the payment was being charged";
+
+/// Why a charge that landed after its payment was failed goes back: the sweeper expired the
+/// reservation, or the showtime was cancelled.
+async fn late_charge_reason(ctx: &WorkerCtx, reservation_id: Uuid) -> Result<&'static str, PaymentError> {
+    let mut conn = ctx.state.db.acquire().await?;
+    let status = repo::find_reservation(&mut conn, reservation_id).await?.map(|r| r.status);
+    Ok(if status == Some(ReservationStatus::Cancelled) { CANCELLED_WHILE_CHARGING } else { EXPIRED_WHILE_CHARGING })
+}
 
 /// A payment the sweeper failed at the reservation's deadline: if the gateway charged it after
 /// all (a worker charged, then died or lost the race), refund it and say so.
@@ -326,30 +340,25 @@ async fn refund_expired(ctx: &WorkerCtx, payment: &PaymentRow, r: &ReservationRo
     if ctx.gateway.refund(payment.id).await? == Refund::NothingCharged {
         return Ok(Outcome::Skipped("payment already settled"));
     }
+    let reason =
+        if r.status == ReservationStatus::Cancelled { CANCELLED_WHILE_CHARGING } else { EXPIRED_WHILE_CHARGING };
     let mut tx = ctx.state.db.begin().await?;
-    if !repo::move_payment(
-        &mut tx,
-        payment.id,
-        PaymentStatus::Failed,
-        PaymentStatus::Refunded,
-        None,
-        Some(EXPIRED_WHILE_CHARGING),
-    )
-    .await?
+    if !repo::move_payment(&mut tx, payment.id, PaymentStatus::Failed, PaymentStatus::Refunded, None, Some(reason))
+        .await?
     {
         return Ok(Outcome::Skipped("payment already settled"));
     }
     sqlx::query("update reservations set failure_reason = $2, updated_at = now() where id = $1")
         .bind(r.id)
-        .bind(EXPIRED_WHILE_CHARGING)
+        .bind(reason)
         .execute(&mut *tx)
         .await?;
-    let event = booking_event(r, BookingEventKind::Failed, None, None, Some(EXPIRED_WHILE_CHARGING.to_owned()));
+    let event = booking_event(r, BookingEventKind::Failed, None, None, Some(reason.to_owned()));
     outbox::stage(&mut tx, &event).await?;
     tx.commit().await?;
     tracing::warn!("a payment charged after its reservation expired was refunded");
     outbox::deliver(&ctx.state, &event).await;
-    Ok(Outcome::RefundedAfterCharge { reason: EXPIRED_WHILE_CHARGING.to_owned() })
+    Ok(Outcome::RefundedAfterCharge { reason: reason.to_owned() })
 }
 
 async fn refund_cancelled(ctx: &WorkerCtx, payment_id: Uuid) -> Result<Outcome, PaymentError> {
@@ -359,7 +368,7 @@ async fn refund_cancelled(ctx: &WorkerCtx, payment_id: Uuid) -> Result<Outcome, 
     }
     ctx.gateway.refund(payment.id).await?;
     let mut tx = ctx.state.db.begin().await?;
-    let reason = "booking cancelled by the customer";
+    let reason = reservation.failure_reason.as_deref().unwrap_or("booking cancelled by the customer");
     if !repo::move_payment(&mut tx, payment.id, PaymentStatus::Succeeded, PaymentStatus::Refunded, None, Some(reason))
         .await?
     {

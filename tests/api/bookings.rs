@@ -697,3 +697,54 @@ async fn a_booking_event_that_could_not_be_published_is_relayed_by_the_sweeper_o
     let left: i64 = sqlx::query_scalar("select count(*) from outbox").fetch_one(&db).await.expect("count");
     assert_eq!(left, 0);
 }
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn cancelling_a_showtime_refunds_its_bookings_and_cancels_checkouts_still_unpaid(db: PgPool) {
+    // Arrange: bob's checkout waits for payment (its task is lost); alice's booking is confirmed.
+    let app = TestApp::spawn(db.clone()).await;
+    let show = show(&app, 2).await;
+    let (alice, bob) = (app.new_user().await, app.new_user().await);
+    let bob_hold = hold(&app, &bob, &show, &[1]).await;
+    let bob_res = uuid(&checkout(&app, &bob, &bob_hold, "k", "tok_ok").await.json_status(202).await["reservation_id"]);
+    app.purge(&app.state.amqp.names().payments.clone()).await;
+    app.start_workers();
+    let alice_hold = hold(&app, &alice, &show, &[0]).await;
+    let alice_res =
+        uuid(&checkout(&app, &alice, &alice_hold, "k", "tok_ok").await.json_status(202).await["reservation_id"]);
+    let confirmed = wait_for(&app, &alice, &alice_res.to_string(), "confirmed").await;
+    // Act
+    app.call(Method::DELETE, &format!("/api/v1/showtimes/{}", show.id), Some(&app.admin_token), None)
+        .await
+        .assert_status(204);
+    // Assert: alice's booking is cancelled and her money comes back; her seat is free.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = wait_for(&app, &alice, &alice_res.to_string(), "cancelled").await;
+        if r["payment_status"] == "refunded" {
+            assert_eq!(r["failure_reason"], "the showtime was cancelled");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never refunded: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let booking = app
+        .get(&format!("/api/v1/bookings/{}", confirmed["booking_id"].as_str().expect("id")), Some(&alice.token))
+        .await
+        .json_status(200)
+        .await;
+    assert_eq!(booking["status"], "cancelled");
+    assert_eq!(scalar(&db, "select count(*) from booked_seats where booking_id = $1", uuid(&booking["id"])).await, 0);
+    // Bob's unpaid checkout is cancelled, never charged, even when its task turns up later.
+    let view = wait_for(&app, &bob, &bob_res.to_string(), "cancelled").await;
+    assert_eq!(view["payment_status"], "failed");
+    let late = handle_payment(&seatgate::worker::context(app.state.clone()), &payment_task(&db, bob_res).await).await;
+    assert!(matches!(late, Ok(Outcome::Skipped(_))), "{late:?}");
+    let bob_payment = payment_task(&db, bob_res).await.payment_id;
+    assert_eq!(scalar(&db, "select count(*) from gateway_charges where payment_id = $1", bob_payment).await, 0);
+    let report = seatgate::invariants::check(&app.state, 30).await.expect("checked");
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+    // Cancelling it again changes nothing.
+    app.call(Method::DELETE, &format!("/api/v1/showtimes/{}", show.id), Some(&app.admin_token), None)
+        .await
+        .assert_status(204);
+}
