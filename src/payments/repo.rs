@@ -120,6 +120,17 @@ pub async fn refund_unsettled_payment(conn: &mut PgConnection, id: Uuid, reason:
     Ok(done.rows_affected() == 1)
 }
 
+/// Records why a reservation that keeps its status (say `expired`) had its money returned.
+#[tracing::instrument(skip_all, fields(reservation.id = %id))]
+pub async fn explain_reservation(conn: &mut PgConnection, id: Uuid, reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("update reservations set failure_reason = $2, updated_at = now() where id = $1")
+        .bind(id)
+        .bind(reason)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Moves a payment from `from` to `to`; `false` when it was not in `from`.
 #[tracing::instrument(skip_all, fields(payment.id = %id, ?from, ?to))]
 pub async fn move_payment(

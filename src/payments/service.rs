@@ -301,11 +301,7 @@ async fn refund_after_charge(
     .await?
     {
         // Already expired by the sweeper: keep that status, but say why the money went back.
-        sqlx::query("update reservations set failure_reason = $2, updated_at = now() where id = $1")
-            .bind(r.id)
-            .bind(reason)
-            .execute(&mut *tx)
-            .await?;
+        repo::explain_reservation(&mut tx, r.id, reason).await?;
     }
     let event = booking_event(r, BookingEventKind::Failed, None, None, Some(reason.to_owned()));
     outbox::stage(&mut tx, &event).await?;
@@ -331,7 +327,12 @@ const CANCELLED_WHILE_CHARGING: &str = "the showtime was cancelled while the pay
 async fn late_charge_reason(ctx: &WorkerCtx, reservation_id: Uuid) -> Result<&'static str, PaymentError> {
     let mut conn = ctx.state.db.acquire().await?;
     let status = repo::find_reservation(&mut conn, reservation_id).await?.map(|r| r.status);
-    Ok(if status == Some(ReservationStatus::Cancelled) { CANCELLED_WHILE_CHARGING } else { EXPIRED_WHILE_CHARGING })
+    Ok(late_reason(status))
+}
+
+/// [`late_charge_reason`] for a reservation in `status`.
+fn late_reason(status: Option<ReservationStatus>) -> &'static str {
+    if status == Some(ReservationStatus::Cancelled) { CANCELLED_WHILE_CHARGING } else { EXPIRED_WHILE_CHARGING }
 }
 
 /// A payment the sweeper failed at the reservation's deadline: if the gateway charged it after
@@ -340,19 +341,14 @@ async fn refund_expired(ctx: &WorkerCtx, payment: &PaymentRow, r: &ReservationRo
     if ctx.gateway.refund(payment.id).await? == Refund::NothingCharged {
         return Ok(Outcome::Skipped("payment already settled"));
     }
-    let reason =
-        if r.status == ReservationStatus::Cancelled { CANCELLED_WHILE_CHARGING } else { EXPIRED_WHILE_CHARGING };
+    let reason = late_reason(Some(r.status));
     let mut tx = ctx.state.db.begin().await?;
     if !repo::move_payment(&mut tx, payment.id, PaymentStatus::Failed, PaymentStatus::Refunded, None, Some(reason))
         .await?
     {
         return Ok(Outcome::Skipped("payment already settled"));
     }
-    sqlx::query("update reservations set failure_reason = $2, updated_at = now() where id = $1")
-        .bind(r.id)
-        .bind(reason)
-        .execute(&mut *tx)
-        .await?;
+    repo::explain_reservation(&mut tx, r.id, reason).await?;
     let event = booking_event(r, BookingEventKind::Failed, None, None, Some(reason.to_owned()));
     outbox::stage(&mut tx, &event).await?;
     tx.commit().await?;

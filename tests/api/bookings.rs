@@ -11,31 +11,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::{Res, TestApp, TestUser, test_config};
-
-struct Show {
-    id: String,
-    seats: Vec<String>,
-}
-
-async fn show(app: &TestApp, seats: u32) -> Show {
-    let showtime = app.seed_showtime(&[("A", seats, "standard")], 24).await;
-    let screen = app.get(&format!("/api/v1/screens/{}", showtime["screen_id"].as_str().expect("id")), None).await;
-    let screen = screen.json_status(200).await;
-    let seats =
-        screen["seats"].as_array().expect("seats").iter().map(|s| s["id"].as_str().unwrap_or("").to_owned()).collect();
-    Show { id: showtime["id"].as_str().expect("id").to_owned(), seats }
-}
-
-async fn hold(app: &TestApp, user: &TestUser, show: &Show, seats: &[usize]) -> String {
-    let ids: Vec<&String> = seats.iter().map(|i| &show.seats[*i]).collect();
-    let body = app
-        .post(&format!("/api/v1/showtimes/{}/holds", show.id), Some(&user.token), &json!({ "seat_ids": ids }))
-        .await
-        .json_status(201)
-        .await;
-    body["hold_id"].as_str().expect("hold id").to_owned()
-}
+use crate::helpers::{Res, Show, TestApp, TestUser, hold, show, test_config};
 
 async fn checkout(app: &TestApp, user: &TestUser, hold_id: &str, key: &str, token: &str) -> Res {
     let res = app

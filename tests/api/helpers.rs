@@ -323,3 +323,30 @@ pub async fn book_seat(db: &PgPool, user_id: Uuid, showtime: &str, seat: Option<
             .expect("booked seat");
     }
 }
+
+/// A showtime of one row `A` of `standard` seats, with its seat ids in order.
+pub struct Show {
+    pub id: String,
+    pub seats: Vec<String>,
+}
+
+/// A showtime tomorrow on a new screen of `seats` seats in row `A`.
+pub async fn show(app: &TestApp, seats: u32) -> Show {
+    let showtime = app.seed_showtime(&[("A", seats, "standard")], 24).await;
+    let screen = app.get(&format!("/api/v1/screens/{}", showtime["screen_id"].as_str().expect("id")), None).await;
+    let screen = screen.json_status(200).await;
+    let seats =
+        screen["seats"].as_array().expect("seats").iter().map(|s| s["id"].as_str().unwrap_or("").to_owned()).collect();
+    Show { id: showtime["id"].as_str().expect("id").to_owned(), seats }
+}
+
+/// `user` holds the seats at positions `seats` of `show`; the hold id.
+pub async fn hold(app: &TestApp, user: &TestUser, show: &Show, seats: &[usize]) -> String {
+    let ids: Vec<&String> = seats.iter().map(|i| &show.seats[*i]).collect();
+    let body = app
+        .post(&format!("/api/v1/showtimes/{}/holds", show.id), Some(&user.token), &json!({ "seat_ids": ids }))
+        .await
+        .json_status(201)
+        .await;
+    body["hold_id"].as_str().expect("hold id").to_owned()
+}

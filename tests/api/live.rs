@@ -10,34 +10,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::helpers::{Res, TestApp, TestUser, test_config};
+use crate::helpers::{Res, TestApp, hold, show, test_config};
 
 /// How long any expected frame may take.
 const DEADLINE: Duration = Duration::from_secs(10);
-
-struct Show {
-    id: String,
-    seats: Vec<String>,
-}
-
-async fn show(app: &TestApp, seats: u32) -> Show {
-    let showtime = app.seed_showtime(&[("A", seats, "standard")], 24).await;
-    let screen = app.get(&format!("/api/v1/screens/{}", showtime["screen_id"].as_str().expect("id")), None).await;
-    let screen = screen.json_status(200).await;
-    let seats =
-        screen["seats"].as_array().expect("seats").iter().map(|s| s["id"].as_str().unwrap_or("").to_owned()).collect();
-    Show { id: showtime["id"].as_str().expect("id").to_owned(), seats }
-}
-
-async fn hold(app: &TestApp, user: &TestUser, show: &Show, seats: &[usize]) -> String {
-    let ids: Vec<&String> = seats.iter().map(|i| &show.seats[*i]).collect();
-    let body = app
-        .post(&format!("/api/v1/showtimes/{}/holds", show.id), Some(&user.token), &json!({ "seat_ids": ids }))
-        .await
-        .json_status(201)
-        .await;
-    body["hold_id"].as_str().expect("hold id").to_owned()
-}
 
 /// One SSE frame: its fields, or only comments (a heartbeat).
 #[derive(Debug, Default)]
