@@ -96,3 +96,20 @@ async fn a_method_a_path_does_not_take_is_405_naming_those_it_does(db: PgPool) {
     let res = app.call(reqwest::Method::from_bytes(b"TRACE").expect("method"), "/health/live", None, None).await;
     res.problem(405).await;
 }
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_connection_postgres_terminates_is_a_503_not_a_500(db: PgPool) {
+    // Arrange: what a restart does to an open connection (SQLSTATE 57P01).
+    let mut conn = db.acquire().await.expect("connection");
+    // Act
+    let err = sqlx::query("select pg_terminate_backend(pg_backend_pid())")
+        .execute(&mut *conn)
+        .await
+        .expect_err("the server ends its own connection");
+    // Assert
+    let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+    assert_eq!(code.as_deref(), Some("57P01"), "{err:?}");
+    assert!(seatgate::error::postgres_unavailable(&err), "{err:?}");
+    let api = seatgate::error::ApiError::from(err);
+    assert_eq!(actix_web::ResponseError::status_code(&api), actix_web::http::StatusCode::SERVICE_UNAVAILABLE);
+}
