@@ -472,13 +472,7 @@ pub async fn cancel_showtime_sales(conn: &mut PgConnection, showtime_id: Uuid) -
         )
         .await?
         {
-            sqlx::query(
-                "update payments set status = 'failed', failure_reason = $2, updated_at = now() where reservation_id = $1 and status = 'initiated'",
-            )
-            .bind(id)
-            .bind(SHOWTIME_CANCELLED)
-            .execute(&mut *conn)
-            .await?;
+            payments::fail_unpaid_payments(conn, id, SHOWTIME_CANCELLED).await?;
             if let Some(r) = payments::find_reservation(conn, id).await? {
                 let event = crate::payments::service::booking_event(
                     &r,

@@ -120,6 +120,25 @@ pub async fn refund_unsettled_payment(conn: &mut PgConnection, id: Uuid, reason:
     Ok(done.rows_affected() == 1)
 }
 
+/// Fails the payment still `initiated` of a reservation that will not be paid (expired, or its
+/// showtime cancelled). A worker charging it at this moment then loses its guard and refunds.
+#[tracing::instrument(skip_all, fields(reservation.id = %reservation_id))]
+pub async fn fail_unpaid_payments(
+    conn: &mut PgConnection,
+    reservation_id: Uuid,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"update payments set status = 'failed', failure_reason = $2, updated_at = now()
+            where reservation_id = $1 and status = 'initiated'"#,
+    )
+    .bind(reservation_id)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Records why a reservation that keeps its status (say `expired`) had its money returned.
 #[tracing::instrument(skip_all, fields(reservation.id = %id))]
 pub async fn explain_reservation(conn: &mut PgConnection, id: Uuid, reason: &str) -> Result<(), sqlx::Error> {

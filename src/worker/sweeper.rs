@@ -105,13 +105,7 @@ pub async fn expire_reservations(state: &AppState) -> anyhow::Result<u64> {
         )
         .await?
         {
-            sqlx::query(
-                "update payments set status = 'failed', failure_reason = $2, updated_at = now() where reservation_id = $1 and status = 'initiated'",
-            )
-            .bind(id)
-            .bind(reason)
-            .execute(&mut *tx)
-            .await?;
+            repo::fail_unpaid_payments(&mut tx, id, reason).await?;
             if let Some(r) = repo::find_reservation(&mut tx, id).await? {
                 let event = booking_event(&r, BookingEventKind::Expired, None, None, Some(reason.to_owned()));
                 outbox::stage(&mut tx, &event).await?;
