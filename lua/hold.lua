@@ -1,9 +1,11 @@
 -- hold.lua: hold N seats of one showtime for one user, all or nothing.
 --
 -- KEYS[1] holds   KEYS[2] expiry   KEYS[3] info   KEYS[4] users   KEYS[5] sold   KEYS[6] meta
+-- KEYS[7] the hold's index (hold id -> "showtime_id:user_id"; in this slot, see infra/slots.rs)
 -- ARGV[1] hold_id        ARGV[2] user_id       ARGV[3] ttl_ms       ARGV[4] max_lifetime_ms
 -- ARGV[5] max_per_user   ARGV[6] purge_limit   ARGV[7] events channel
--- ARGV[8..] seat ids (distinct, validated against the layout by the caller)
+-- ARGV[8] index value    ARGV[9] index ttl_ms (outlives the hold, to tell "expired" from "never")
+-- ARGV[10..] seat ids (distinct, validated against the layout by the caller)
 --
 -- Reply, first element the outcome:
 --   {"ok", expires_at_ms}
@@ -12,6 +14,7 @@
 --   {"closed", "started"|"cancelled"}
 --   {"cold"}                      meta or sold cache missing: rebuild from PostgreSQL, retry
 local k_holds, k_expiry, k_info, k_users, k_sold, k_meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local k_index = KEYS[7]
 local hold_id, user = ARGV[1], ARGV[2]
 local ttl, lifetime, max_per_user = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local purge_limit, channel = tonumber(ARGV[6]), ARGV[7]
@@ -35,7 +38,8 @@ publish(channel, 'expired', freed, false, now)
 
 local seats = {}
 local unavailable = {}
-for i = 8, #ARGV do
+local FIRST_SEAT = 10
+for i = FIRST_SEAT, #ARGV do
   local seat = ARGV[i]
   seats[#seats + 1] = seat
   if redis.call('SISMEMBER', k_sold, seat) == 1 then
@@ -70,6 +74,7 @@ end
 redis.call('ZADD', k_expiry, expires, hold_id)
 redis.call('HSET', k_info, hold_id, cjson.encode({u = user, e = expires, c = now + lifetime, st = 'held', s = seats}))
 redis.call('HINCRBY', k_users, user, #seats)
+redis.call('SET', k_index, ARGV[8], 'PX', ARGV[9])
 -- Every hold in these keys is dead by now + lifetime: let idle showtimes clean themselves up.
 for _, k in ipairs({k_holds, k_expiry, k_info, k_users}) do
   redis.call('PEXPIRE', k, lifetime + 60000)

@@ -1,11 +1,11 @@
 -- release.lua: the owner gives a hold back; its seats are free at once.
 --
--- KEYS[1] holds   KEYS[2] expiry   KEYS[3] info   KEYS[4] users
+-- KEYS[1] holds   KEYS[2] expiry   KEYS[3] info   KEYS[4] users   KEYS[5] the hold's index
 -- ARGV[1] hold_id   ARGV[2] user_id   ARGV[3] events channel
 -- ARGV[4] "1" to release a hold that is in checkout or claimed (payment workers), else "0"
 --
 -- Reply: {"ok"} | {"not_found"} (no such hold, or another user's) | {"locked"} (payment running)
-local k_holds, k_expiry, k_info, k_users = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local k_holds, k_expiry, k_info, k_users, k_index = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local hold_id, user, channel, force = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
 local raw = redis.call('HGET', k_info, hold_id)
 if not raw then
@@ -19,5 +19,6 @@ if info.st ~= 'held' and not force then
   return {'locked'}
 end
 local freed = drop_hold(k_holds, k_expiry, k_info, k_users, hold_id, info)
+redis.call('DEL', k_index)
 publish(channel, 'released', freed, hold_id, now_ms())
 return {'ok'}

@@ -155,8 +155,8 @@ pub struct WorkerConfig {
     pub payment_max_attempts: u32,
     /// `SEATGATE_PAYMENT_RETRY_BASE_MS`: first retry delay; later ones are 5x and 25x.
     pub payment_retry_base: Duration,
-    /// `SEATGATE_STUCK_PAYMENT_SECS`: a payment still `initiated` (or a refund still owed) this
-    /// long after its last change is published again by the sweeper.
+    /// `SEATGATE_STUCK_PAYMENT_SECS`: a payment left `charging` (once its reservation stopped
+    /// waiting) or `refunding` this long after its last change is settled by the reconciler.
     pub stuck_payment_after: Duration,
 }
 

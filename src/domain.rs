@@ -20,9 +20,14 @@ pub enum ReservationStatus {
 #[sqlx(type_name = "payment_status", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
+    /// Written by checkout; no worker has begun to charge it.
     Initiated,
+    /// A worker won the right to charge it (money may be on its way).
+    Charging,
     Succeeded,
     Failed,
+    /// Someone won the right to refund it; the gateway's answer is not recorded yet.
+    Refunding,
     Refunded,
 }
 

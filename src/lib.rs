@@ -1,7 +1,7 @@
 //! seatgate: a ticket-booking backend. Seats are held atomically in Redis, paid for
 //! asynchronously through RabbitMQ, and booked in PostgreSQL, the source of truth.
 //!
-//! This crate is the API server and the domain code the workers share; see DESIGN.md.
+//! This crate is the API server and the domain code the workers share; see docs/DESIGN.md.
 
 pub mod auth;
 pub mod catalog;
@@ -12,12 +12,13 @@ pub mod error;
 pub mod holds;
 pub mod infra;
 pub mod invariants;
+pub mod ledger;
 pub mod live;
 pub mod messaging;
 pub mod openapi;
 pub mod ops;
 pub mod paging;
-pub mod payments;
+pub mod scheduling;
 pub mod seed;
 pub mod startup;
 pub mod state;

@@ -96,6 +96,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     holds::routes::routes(cfg);
     live::routes::routes(cfg);
     checkout::routes::routes(cfg);
+    crate::ledger::routes::routes(cfg);
+    crate::scheduling::routes::routes(cfg);
     ops::routes(cfg);
     crate::web::routes(cfg);
 }

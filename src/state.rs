@@ -8,8 +8,8 @@ use sqlx::PgPool;
 
 use crate::auth::jwt::JwtKeys;
 use crate::config::Config;
-use crate::infra::amqp::Amqp;
 use crate::infra::redis::Keys;
+use crate::messaging::amqp::Amqp;
 
 /// Cheap to clone: everything inside is a handle.
 #[derive(Clone)]

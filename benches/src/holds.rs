@@ -65,6 +65,8 @@ struct ApiTarget {
 /// What the raw phase needs: its own keys and seats in the same Redis.
 struct RawTarget {
     pool: seatgate::infra::redis::RedisPool,
+    names: Arc<Keys>,
+    showtime_id: Uuid,
     keys: Arc<ShowtimeKeys>,
     seat_ids: Arc<Vec<Uuid>>,
     holds: HoldConfig,
@@ -325,7 +327,9 @@ async fn raw_phase(raw: &RawTarget, users: usize, duration: Duration, round: u32
     let deadline = start + duration;
     let mut tasks = JoinSet::new();
     for _ in 0..users {
-        let (pool, keys, seats, holds) = (raw.pool.clone(), raw.keys.clone(), raw.seat_ids.clone(), raw.holds.clone());
+        let (pool, names, keys, seats, holds) =
+            (raw.pool.clone(), raw.names.clone(), raw.keys.clone(), raw.seat_ids.clone(), raw.holds.clone());
+        let showtime_id = raw.showtime_id;
         tasks.spawn(async move {
             let mut rng = StdRng::from_rng(&mut rand::rng());
             let mut tally = Tally::default();
@@ -335,7 +339,8 @@ async fn raw_phase(raw: &RawTarget, users: usize, duration: Duration, round: u32
             while Instant::now() < deadline {
                 let chosen = pick(&mut rng, &seats);
                 let params = HoldParams {
-                    hold_id: Uuid::now_v7(),
+                    showtime_id,
+                    hold_id: names.new_hold_id(showtime_id),
                     user_id,
                     ttl: holds.ttl,
                     max_lifetime: holds.max_lifetime,
@@ -350,7 +355,7 @@ async fn raw_phase(raw: &RawTarget, users: usize, duration: Duration, round: u32
                         continue;
                     }
                 };
-                let outcome = store::hold(&mut conn, &keys, params, &chosen).await;
+                let outcome = store::hold(&mut conn, &names, &keys, params, &chosen).await;
                 let outcome = match outcome {
                     Ok(outcome) => outcome,
                     Err(e) => {
@@ -362,7 +367,7 @@ async fn raw_phase(raw: &RawTarget, users: usize, duration: Duration, round: u32
                 match outcome {
                     HoldOutcome::Held { .. } => {
                         tally.granted += 1;
-                        match store::release(&mut conn, &keys, params.hold_id, &user, false).await {
+                        match store::release(&mut conn, &names, &keys, params.hold_id, &user, false).await {
                             Ok(ReleaseOutcome::Released) => {}
                             Ok(other) => tally.error(format!("raw: release {other:?}"), || format!("{other:?}")),
                             Err(e) => tally.error("raw: release.lua failed", || format!("{e:#}")),
@@ -402,9 +407,18 @@ impl RawTarget {
         let mut config = Config::from_source(&[("SEATGATE_REDIS_URL", redis_url)]).context("--redis-url")?;
         config.redis.key_prefix = format!("bench{}", Uuid::new_v4().simple());
         let pool = seatgate::infra::redis::pool(&config.redis)?;
-        let keys = Keys::new(config.redis.key_prefix.clone()).showtime(Uuid::now_v7());
+        let names = Keys::new(config.redis.key_prefix.clone());
+        let showtime_id = Uuid::now_v7();
+        let keys = names.showtime(showtime_id);
         let seat_ids = (0..seats).map(|_| Uuid::now_v7()).collect();
-        Ok(Self { pool, keys: Arc::new(keys), seat_ids: Arc::new(seat_ids), holds: config.holds })
+        Ok(Self {
+            pool,
+            names: Arc::new(names),
+            showtime_id,
+            keys: Arc::new(keys),
+            seat_ids: Arc::new(seat_ids),
+            holds: config.holds,
+        })
     }
 
     /// Caches the showtime's meta and an empty sold set, as the API does on its first hold.

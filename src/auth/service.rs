@@ -162,7 +162,7 @@ pub async fn login(state: &AppState, req: LoginRequest) -> Result<AuthResponse, 
 /// instances (counted in Redis). If Redis is down, logins are not throttled rather than refused.
 async fn throttle_login(state: &AppState, email: &str) -> Result<(), ApiError> {
     use deadpool_redis::redis;
-    let key = format!("{}:login:{}", state.keys.prefix(), crate::checkout::idempotency::fingerprint(&[email]));
+    let key = format!("{}:login:{}", state.keys.prefix(), crate::infra::hash::fingerprint(&[email]));
     let counted: anyhow::Result<(i64, i64)> = async {
         let mut conn = state.redis.get().await?;
         let (count, ttl): (i64, i64) =

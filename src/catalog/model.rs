@@ -359,3 +359,45 @@ macro_rules! paged {
     )*};
 }
 paged!(MovieQuery, TheaterQuery, ShowtimeQuery, ReviewQuery);
+
+// ---- checked input, as the repo writes it (made by the service's `TryFrom`s) ----
+
+/// A checked movie.
+#[derive(Clone, Debug)]
+pub struct NewMovie {
+    pub title: String,
+    pub description: String,
+    pub genres: Vec<String>,
+    pub duration_minutes: i32,
+    pub age_rating: Option<String>,
+    pub release_date: Option<NaiveDate>,
+}
+
+/// A checked theater.
+#[derive(Clone, Debug)]
+pub struct NewTheater {
+    pub name: String,
+    pub city: String,
+    pub address: String,
+}
+
+/// A checked showtime.
+#[derive(Clone, Debug)]
+pub struct NewShowtime {
+    pub movie_id: Uuid,
+    pub screen_id: Uuid,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub prices: BTreeMap<String, i64>,
+    pub currency: String,
+}
+
+/// Filters of the showtime list.
+#[derive(Clone, Debug)]
+pub struct ShowtimeFilter {
+    pub movie_id: Option<Uuid>,
+    pub theater_id: Option<Uuid>,
+    pub city: Option<String>,
+    pub date: Option<NaiveDate>,
+    pub include_past: bool,
+}

@@ -8,8 +8,9 @@ use sqlx::{AssertSqlSafe, FromRow, PgConnection};
 use uuid::Uuid;
 
 use super::layout::SeatSpec;
-use super::model::{Movie, Review, Screen, Seat, Showtime, ShowtimeStatus, Theater};
-use super::service::{NewMovie, NewShowtime, NewTheater, ShowtimeFilter};
+use super::model::{
+    Movie, NewMovie, NewShowtime, NewTheater, Review, Screen, Seat, Showtime, ShowtimeFilter, ShowtimeStatus, Theater,
+};
 use crate::paging::Paging;
 
 const MOVIE_COLUMNS: &str =
@@ -445,4 +446,30 @@ pub async fn list_reviews(
     .fetch_all(conn)
     .await?;
     Ok((items, total))
+}
+
+/// Showtimes that are scheduled and start after `after` (the sweeper's list of showtimes that
+/// may have holds).
+pub async fn showtimes_starting_after(conn: &mut PgConnection, after: DateTime<Utc>) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("select id from showtimes where status = 'scheduled' and starts_at > $1")
+        .bind(after)
+        .fetch_all(conn)
+        .await
+}
+
+/// What checkout needs of a showtime, read under a share lock so that a concurrent
+/// cancellation waits for the checkout's transaction (and then cancels its reservation too).
+#[derive(Debug, FromRow)]
+pub struct ShowtimeForSale {
+    pub starts_at: DateTime<Utc>,
+    pub status: ShowtimeStatus,
+    pub prices: Json<BTreeMap<String, i64>>,
+    pub currency: String,
+}
+
+pub async fn lock_showtime_for_sale(conn: &mut PgConnection, id: Uuid) -> Result<Option<ShowtimeForSale>, sqlx::Error> {
+    sqlx::query_as("select starts_at, status, prices, currency from showtimes where id = $1 for share")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
 }

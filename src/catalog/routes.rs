@@ -246,38 +246,6 @@ pub async fn get_showtime(state: web::Data<AppState>, id: Id) -> ApiResult<Json<
     Ok(Json(service::get_showtime(&state, *id).await?))
 }
 
-/// Moves a showtime or changes its prices (admin).
-#[utoipa::path(tag = "catalog", params(("id" = Uuid, Path)), request_body = ShowtimePatch, security(("bearer" = [])),
-    responses(
-        (status = 200, body = Showtime),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-))]
-#[patch("/api/v1/showtimes/{id}")]
-pub async fn update_showtime(
-    state: web::Data<AppState>,
-    _admin: AdminUser,
-    id: Id,
-    body: Json<ShowtimePatch>,
-) -> ApiResult<Json<Showtime>> {
-    Ok(Json(service::update_showtime(&state, *id, body.into_inner()).await?))
-}
-
-/// Cancels a showtime (admin): its confirmed bookings are cancelled and refunded through the
-/// payment queue, and checkouts still waiting for payment are cancelled uncharged.
-#[utoipa::path(tag = "catalog", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
-    (status = 204),
-    (status = 403, body = Problem, content_type = "application/problem+json"),
-    (status = 404, body = Problem, content_type = "application/problem+json"),
-))]
-#[delete("/api/v1/showtimes/{id}")]
-pub async fn cancel_showtime(state: web::Data<AppState>, _admin: AdminUser, id: Id) -> ApiResult<HttpResponse> {
-    service::cancel_showtime(&state, *id).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
 // ---- reviews ----
 
 /// Reviews of a movie, newest first.
@@ -334,7 +302,5 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(delete_screen)
         .service(list_showtimes)
         .service(create_showtime)
-        .service(get_showtime)
-        .service(update_showtime)
-        .service(cancel_showtime);
+        .service(get_showtime);
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::cache;
@@ -17,17 +17,6 @@ use crate::validate::{self, Errors};
 
 /// Highest price of one seat, in minor units.
 pub const MAX_PRICE_MINOR: i64 = 100_000_000;
-
-/// A checked movie.
-#[derive(Clone, Debug)]
-pub struct NewMovie {
-    pub title: String,
-    pub description: String,
-    pub genres: Vec<String>,
-    pub duration_minutes: i32,
-    pub age_rating: Option<String>,
-    pub release_date: Option<NaiveDate>,
-}
 
 impl TryFrom<MovieInput> for NewMovie {
     type Error = ApiError;
@@ -63,14 +52,6 @@ impl TryFrom<MovieInput> for NewMovie {
     }
 }
 
-/// A checked theater.
-#[derive(Clone, Debug)]
-pub struct NewTheater {
-    pub name: String,
-    pub city: String,
-    pub address: String,
-}
-
 impl TryFrom<TheaterInput> for NewTheater {
     type Error = ApiError;
     fn try_from(t: TheaterInput) -> Result<Self, ApiError> {
@@ -85,27 +66,6 @@ impl TryFrom<TheaterInput> for NewTheater {
             address: address.unwrap_or_default(),
         })
     }
-}
-
-/// A checked showtime.
-#[derive(Clone, Debug)]
-pub struct NewShowtime {
-    pub movie_id: Uuid,
-    pub screen_id: Uuid,
-    pub starts_at: DateTime<Utc>,
-    pub ends_at: DateTime<Utc>,
-    pub prices: BTreeMap<String, i64>,
-    pub currency: String,
-}
-
-/// Filters of the showtime list.
-#[derive(Clone, Debug)]
-pub struct ShowtimeFilter {
-    pub movie_id: Option<Uuid>,
-    pub theater_id: Option<Uuid>,
-    pub city: Option<String>,
-    pub date: Option<NaiveDate>,
-    pub include_past: bool,
 }
 
 /// Checks that `prices` names exactly the seat categories of the screen with sane amounts.
@@ -437,28 +397,7 @@ pub async fn update_showtime(state: &AppState, id: Uuid, patch: ShowtimePatch) -
         return Err(ApiError::Conflict("the showtime is cancelled".into()));
     }
     cache::invalidate(state).await;
-    crate::holds::service::refresh_meta(state, id, showtime.starts_at, false).await;
     repo::find_showtime(&mut conn, id).await?.ok_or(NO_SHOWTIME)
-}
-
-/// Cancels a showtime, and with it every booking of it (refunded through the payment queue)
-/// and every reservation still waiting for payment. Cancelling a cancelled showtime changes
-/// nothing and succeeds.
-pub async fn cancel_showtime(state: &AppState, id: Uuid) -> Result<(), ApiError> {
-    let mut tx = state.db.begin().await?;
-    if !repo::cancel_showtime(&mut tx, id).await? {
-        repo::find_showtime(&mut tx, id).await?.ok_or(NO_SHOWTIME)?;
-        return Ok(());
-    }
-    let sales = crate::checkout::service::cancel_showtime_sales(&mut tx, id).await?;
-    tx.commit().await?;
-    let mut conn = state.db.acquire().await?;
-    cache::invalidate(state).await;
-    crate::checkout::service::settle_cancelled_showtime(state, id, &sales).await;
-    let starts_at = repo::find_showtime(&mut conn, id).await?.map_or_else(Utc::now, |s| s.starts_at);
-    crate::holds::service::refresh_meta(state, id, starts_at, true).await;
-    tracing::info!(showtime.id = %id, "showtime cancelled");
-    Ok(())
 }
 
 // ---- reviews ----

@@ -5,7 +5,6 @@
 //! after [`IN_PROGRESS_TIMEOUT`], so a key is never stuck "in progress".
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -38,54 +37,34 @@ pub fn parse_key(raw: Option<&str>) -> Result<String, ApiError> {
     Ok(key.to_owned())
 }
 
-/// Fingerprint of a request.
-pub fn fingerprint(parts: &[&str]) -> String {
-    let mut hash = Sha256::new();
-    for part in parts {
-        hash.update(part.as_bytes());
-        hash.update([0]);
-    }
-    hex::encode(hash.finalize())
-}
+/// Claims `key` for this user and request, in one statement: it inserts the claim, or finds the
+/// existing one (locked, so it cannot vanish between looking and reading) and takes it over if
+/// it was left unanswered for [`IN_PROGRESS_TIMEOUT`]. `claimed` is true when this request now
+/// owns the key (a claim stamped with this transaction's `now()`).
+const CLAIM: &str = r#"
+insert into idempotency_keys as k (user_id, key, request_hash) values ($1, $2, $3)
+on conflict (user_id, key) do update set created_at =
+    case when k.response_status is null and k.request_hash = excluded.request_hash
+              and k.created_at < now() - make_interval(secs => $4)
+         then now() else k.created_at end
+returning request_hash, response_status, response_body, created_at = now() as claimed"#;
 
 /// Claims `key` for this user and request.
 pub async fn claim(db: &PgPool, user_id: Uuid, key: &str, request_hash: &str) -> Result<Claim, ApiError> {
-    let inserted = sqlx::query(
-        "insert into idempotency_keys (user_id, key, request_hash) values ($1, $2, $3) on conflict do nothing",
-    )
-    .bind(user_id)
-    .bind(key)
-    .bind(request_hash)
-    .execute(db)
-    .await?;
-    if inserted.rows_affected() == 1 {
-        return Ok(Claim::New);
-    }
-    let (hash, status, body): (String, Option<i16>, Option<Value>) = sqlx::query_as(
-        "select request_hash, response_status, response_body from idempotency_keys where user_id = $1 and key = $2",
-    )
-    .bind(user_id)
-    .bind(key)
-    .fetch_one(db)
-    .await?;
+    let (hash, status, body, claimed): (String, Option<i16>, Option<Value>, bool) = sqlx::query_as(CLAIM)
+        .bind(user_id)
+        .bind(key)
+        .bind(request_hash)
+        .bind(IN_PROGRESS_TIMEOUT.as_secs_f64())
+        .fetch_one(db)
+        .await?;
     if hash != request_hash {
         return Err(ApiError::invalid("Idempotency-Key", "this key was used for a different request"));
     }
     if let (Some(status), Some(body)) = (status, body) {
         return Ok(Claim::Replay { status: status as u16, body });
     }
-    let taken_over = sqlx::query(
-        r#"update idempotency_keys set created_at = now()
-            where user_id = $1 and key = $2 and response_status is null
-              and created_at < now() - make_interval(secs => $3)"#,
-    )
-    .bind(user_id)
-    .bind(key)
-    .bind(IN_PROGRESS_TIMEOUT.as_secs_f64())
-    .execute(db)
-    .await?;
-    if taken_over.rows_affected() == 1 {
-        tracing::info!("took over an Idempotency-Key whose first request never answered");
+    if claimed {
         return Ok(Claim::New);
     }
     Err(ApiError::Conflict("a request with this Idempotency-Key is still in progress; retry shortly".into()))

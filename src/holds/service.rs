@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::snapshot::Snapshot;
-use super::store::{self, Closed, Conn, HoldOutcome, HoldParams, ReleaseOutcome, SeatStatus, ShowtimeMeta};
+use super::store::{self, Closed, Conn, HoldOutcome, HoldParams, HoldView, ReleaseOutcome, SeatStatus, ShowtimeMeta};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, FieldError};
 use crate::infra::redis::ShowtimeKeys;
@@ -77,16 +77,6 @@ pub struct SeatMap {
     pub seats: Vec<MapSeat>,
 }
 
-/// The JSON a hold's info field holds in Redis (see `lua/_prelude.lua`).
-#[derive(Debug, Deserialize)]
-struct HoldInfo {
-    u: String,
-    e: i64,
-    st: String,
-    #[serde(default)]
-    s: Vec<Uuid>,
-}
-
 /// A Redis failure: unreachable is 503, anything else 500.
 pub fn redis_error(e: anyhow::Error) -> ApiError {
     let unreachable = e.chain().any(|cause| {
@@ -145,17 +135,18 @@ pub async fn create_hold(
     }
     let keys = state.keys.showtime(showtime_id);
     let params = HoldParams {
-        hold_id: Uuid::now_v7(),
+        showtime_id,
+        hold_id: state.keys.new_hold_id(showtime_id),
         user_id: user.id,
         ttl: holds.ttl,
         max_lifetime: holds.max_lifetime,
         max_seats_per_user: holds.max_seats_per_user,
     };
     let mut conn = redis_conn(state).await?;
-    let mut outcome = store::hold(&mut conn, &keys, params, &req.seat_ids).await.map_err(redis_error)?;
+    let mut outcome = store::hold(&mut conn, &state.keys, &keys, params, &req.seat_ids).await.map_err(redis_error)?;
     if outcome == HoldOutcome::Cold {
         warm(state, &mut conn, showtime_id, &keys).await?;
-        outcome = store::hold(&mut conn, &keys, params, &req.seat_ids).await.map_err(redis_error)?;
+        outcome = store::hold(&mut conn, &state.keys, &keys, params, &req.seat_ids).await.map_err(redis_error)?;
     }
     // Granted or refused, this instance's seat map of the showtime is now out of date (a
     // refusal means it showed a taken seat as free).
@@ -164,21 +155,6 @@ pub async fn create_hold(
         |reason: &'static str| metrics::counter!("seatgate_holds_refused_total", "reason" => reason).increment(1);
     match outcome {
         HoldOutcome::Held { expires_at_ms } => {
-            // Holds are addressed by id alone: remember their showtime, and let the sweeper
-            // know this showtime has holds. One round trip for both.
-            let index_ttl = holds.max_lifetime + Duration::from_secs(60);
-            let _: () = redis::pipe()
-                .set_options(
-                    state.keys.hold_index(params.hold_id),
-                    format!("{showtime_id}:{}", user.id),
-                    redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(index_ttl.as_millis() as u64)),
-                )
-                .ignore()
-                .sadd(state.keys.active_showtimes(), showtime_id.to_string())
-                .ignore()
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| redis_error(anyhow::Error::new(e).context("index the hold")))?;
             metrics::counter!("seatgate_holds_granted_total").increment(1);
             metrics::counter!("seatgate_seats_held_total").increment(req.seat_ids.len() as u64);
             tracing::debug!(hold.id = %params.hold_id, "seats held");
@@ -262,22 +238,11 @@ pub async fn refresh_meta(state: &AppState, showtime_id: Uuid, starts_at: DateTi
 
 /// The showtime of a hold, from the index written when it was granted, if the hold is the
 /// caller's. The index outlives the hold's data, which tells "expired" from "never existed".
-pub(crate) async fn showtime_of(
-    state: &AppState,
-    conn: &mut Conn,
-    hold_id: Uuid,
-    user: AuthUser,
-) -> Result<Uuid, ApiError> {
-    let entry: Option<String> = redis::cmd("GET")
-        .arg(state.keys.hold_index(hold_id))
-        .query_async(conn)
-        .await
-        .map_err(|e| redis_error(anyhow::Error::new(e)))?;
-    let (showtime, owner) = entry.as_deref().and_then(|e| e.split_once(':')).ok_or(NOT_FOUND)?;
-    if owner != user.id.to_string() {
-        return Err(NOT_FOUND);
+pub async fn showtime_of(state: &AppState, conn: &mut Conn, hold_id: Uuid, user: AuthUser) -> Result<Uuid, ApiError> {
+    match store::indexed(conn, &state.keys, hold_id).await.map_err(redis_error)? {
+        Some((showtime, owner)) if owner == user.id => Ok(showtime),
+        _ => Err(NOT_FOUND),
     }
-    showtime.parse().map_err(|_| NOT_FOUND)
 }
 
 const NOT_FOUND: ApiError = ApiError::NotFound("no such hold");
@@ -288,31 +253,18 @@ pub async fn get_hold(state: &AppState, user: AuthUser, hold_id: Uuid) -> Result
     let mut conn = redis_conn(state).await?;
     let showtime_id = showtime_of(state, &mut conn, hold_id, user).await?;
     let keys = state.keys.showtime(showtime_id);
-    let (raw, (secs, micros)): (Option<String>, (i64, i64)) = redis::pipe()
-        .hget(&keys.info, hold_id.to_string())
-        .cmd("TIME")
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| redis_error(anyhow::Error::new(e)))?;
-    let info: HoldInfo = match raw {
-        Some(raw) => serde_json::from_str(&raw).map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?,
-        // The index still names the caller: the hold expired and was swept.
-        None => return Err(ApiError::HoldExpired),
-    };
-    if info.u != user.id.to_string() {
-        return Err(NOT_FOUND);
+    match store::hold_view(&mut conn, &keys, hold_id).await.map_err(redis_error)? {
+        // The index still names the caller: the hold expired (and was perhaps swept).
+        HoldView::Expired => Err(ApiError::HoldExpired),
+        HoldView::Live { user_id, .. } if user_id != user.id.to_string() => Err(NOT_FOUND),
+        HoldView::Live { seats, expires_at_ms, checked_out, .. } => Ok(Hold {
+            hold_id,
+            showtime_id,
+            seat_ids: seats,
+            expires_at: millis_to_time(expires_at_ms),
+            status: if checked_out { HoldStatus::Checkout } else { HoldStatus::Held },
+        }),
     }
-    let now_ms = secs * 1000 + micros / 1000;
-    if info.e <= now_ms {
-        return Err(ApiError::HoldExpired);
-    }
-    Ok(Hold {
-        hold_id,
-        showtime_id,
-        seat_ids: info.s,
-        expires_at: millis_to_time(info.e),
-        status: if info.st == "held" { HoldStatus::Held } else { HoldStatus::Checkout },
-    })
 }
 
 /// Gives a hold back; its seats are free at once.
@@ -321,12 +273,13 @@ pub async fn release_hold(state: &AppState, user: AuthUser, hold_id: Uuid) -> Re
     let mut conn = redis_conn(state).await?;
     let showtime_id = showtime_of(state, &mut conn, hold_id, user).await?;
     let keys = state.keys.showtime(showtime_id);
-    let outcome = store::release(&mut conn, &keys, hold_id, &user.id.to_string(), false).await.map_err(redis_error)?;
+    let outcome = store::release(&mut conn, &state.keys, &keys, hold_id, &user.id.to_string(), false)
+        .await
+        .map_err(redis_error)?;
     state.seat_status.invalidate(showtime_id);
     match outcome {
         ReleaseOutcome::Released => {
             metrics::counter!("seatgate_holds_released_total").increment(1);
-            let _: Result<(), _> = redis::cmd("DEL").arg(state.keys.hold_index(hold_id)).query_async(&mut conn).await;
             Ok(())
         }
         // The index names the caller, so the hold existed: it expired and was swept.
@@ -394,25 +347,33 @@ pub async fn seat_snapshot(
     Ok((snapshot, layout))
 }
 
-/// The sweeper's Redis half: drops expired holds of every showtime that has holds. Returns the
-/// number of holds dropped. Safe with several sweepers: each script run is atomic.
+/// The sweeper's Redis half: drops expired holds of every showtime that can still have holds
+/// (those on sale, and those that started less than a hold's lifetime ago). Returns the number
+/// of holds dropped. Safe with several sweepers: each script run is atomic. Expired holds are
+/// free the moment they expire anyway (every hold.lua purges first): this pass publishes their
+/// `expired` events and keeps the keys small.
 pub async fn sweep_expired_holds(state: &AppState) -> anyhow::Result<u64> {
-    let mut conn = state.redis.get().await?;
-    let active: Vec<String> = redis::cmd("SMEMBERS").arg(state.keys.active_showtimes()).query_async(&mut conn).await?;
+    use futures_util::StreamExt;
+    let since = Utc::now() - chrono::Duration::from_std(state.config.holds.max_lifetime)?;
+    let showtimes = {
+        let mut conn = state.db.acquire().await?;
+        crate::catalog::repo::showtimes_starting_after(&mut conn, since).await?
+    };
+    let results: Vec<anyhow::Result<u64>> = futures_util::stream::iter(showtimes)
+        .map(|showtime_id| async move {
+            let mut conn = state.redis.get().await?;
+            let (dropped, _) = store::sweep(&mut conn, &state.keys.showtime(showtime_id)).await?;
+            if dropped > 0 {
+                state.seat_status.invalidate(showtime_id);
+            }
+            Ok(dropped)
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
     let mut dropped_total = 0;
-    for showtime in active {
-        let Ok(showtime_id) = showtime.parse::<Uuid>() else { continue };
-        let (dropped, remaining) = store::sweep(&mut conn, &state.keys.showtime(showtime_id)).await?;
-        if dropped > 0 {
-            state.seat_status.invalidate(showtime_id);
-        }
-        dropped_total += dropped;
-        if remaining == 0 {
-            // A hold granted right now re-adds the showtime; one missed in between is still
-            // purged by the next hold.lua of the showtime and never counts as live.
-            let _: () =
-                redis::cmd("SREM").arg(state.keys.active_showtimes()).arg(&showtime).query_async(&mut conn).await?;
-        }
+    for result in results {
+        dropped_total += result?;
     }
     if dropped_total > 0 {
         metrics::counter!("seatgate_holds_expired_total").increment(dropped_total);

@@ -10,7 +10,7 @@ use anyhow::{Context, anyhow, bail};
 use deadpool_redis::redis::{self, Script, Value};
 use uuid::Uuid;
 
-use crate::infra::redis::ShowtimeKeys;
+use crate::infra::redis::{Keys, ShowtimeKeys};
 
 macro_rules! script {
     ($name:ident, $file:literal) => {
@@ -28,6 +28,8 @@ script!(SELL, "sell.lua");
 script!(UNSELL, "unsell.lua");
 script!(SWEEP, "sweep.lua");
 script!(SEATMAP, "seatmap.lua");
+script!(REOPEN, "reopen.lua");
+script!(RESYNC_SOLD, "resync_sold.lua");
 
 /// Holds dropped per script call at most, so one call never blocks Redis for long.
 pub const PURGE_LIMIT: usize = 500;
@@ -102,12 +104,18 @@ pub struct HeldSeat {
 /// What `hold` needs besides the seats.
 #[derive(Clone, Copy, Debug)]
 pub struct HoldParams {
+    pub showtime_id: Uuid,
+    /// Made by [`Keys::new_hold_id`], so that its index lands in the showtime's slot.
     pub hold_id: Uuid,
     pub user_id: Uuid,
     pub ttl: Duration,
     pub max_lifetime: Duration,
     pub max_seats_per_user: u32,
 }
+
+/// How long a hold's index outlives the longest hold: long enough to answer "expired" rather
+/// than "no such hold" to its owner.
+const INDEX_GRACE: Duration = Duration::from_secs(60);
 
 async fn run(
     name: &'static str,
@@ -163,9 +171,16 @@ fn ids(seats: &[Uuid]) -> impl Iterator<Item = String> + '_ {
     seats.iter().map(Uuid::to_string)
 }
 
-/// Holds `seats` (distinct, all of the showtime's layout) for `p.user_id`, all or none.
+/// Holds `seats` (distinct, all of the showtime's layout) for `p.user_id`, all or none, and
+/// indexes the hold by its id, in one script run: one round trip, nothing half-written.
 #[tracing::instrument(skip_all, fields(hold.id = %p.hold_id, seats = seats.len()))]
-pub async fn hold(conn: &mut Conn, k: &ShowtimeKeys, p: HoldParams, seats: &[Uuid]) -> anyhow::Result<HoldOutcome> {
+pub async fn hold(
+    conn: &mut Conn,
+    keys: &Keys,
+    k: &ShowtimeKeys,
+    p: HoldParams,
+    seats: &[Uuid],
+) -> anyhow::Result<HoldOutcome> {
     let mut args = vec![
         p.hold_id.to_string(),
         p.user_id.to_string(),
@@ -174,9 +189,12 @@ pub async fn hold(conn: &mut Conn, k: &ShowtimeKeys, p: HoldParams, seats: &[Uui
         p.max_seats_per_user.to_string(),
         PURGE_LIMIT.to_string(),
         k.events.clone(),
+        format!("{}:{}", p.showtime_id, p.user_id),
+        (p.max_lifetime + INDEX_GRACE).as_millis().to_string(),
     ];
     args.extend(ids(seats));
-    let keys = [&*k.holds, &*k.expiry, &*k.info, &*k.users, &*k.sold, &*k.meta];
+    let index = keys.hold_index(p.hold_id);
+    let keys = [&*k.holds, &*k.expiry, &*k.info, &*k.users, &*k.sold, &*k.meta, &*index];
     let (status, rest) = split(run("hold", &HOLD, conn, &keys, &args).await?)?;
     Ok(match status.as_str() {
         "ok" => HoldOutcome::Held { expires_at_ms: int(rest.first().context("expiry")?)? },
@@ -195,13 +213,15 @@ pub async fn hold(conn: &mut Conn, k: &ShowtimeKeys, p: HoldParams, seats: &[Uui
 #[tracing::instrument(skip_all, fields(hold.id = %hold_id))]
 pub async fn release(
     conn: &mut Conn,
+    keys: &Keys,
     k: &ShowtimeKeys,
     hold_id: Uuid,
     user_id: &str,
     force: bool,
 ) -> anyhow::Result<ReleaseOutcome> {
     let args = [hold_id.to_string(), user_id.to_owned(), k.events.clone(), if force { "1" } else { "0" }.to_owned()];
-    let keys = [&*k.holds, &*k.expiry, &*k.info, &*k.users];
+    let index = keys.hold_index(hold_id);
+    let keys = [&*k.holds, &*k.expiry, &*k.info, &*k.users, &*index];
     let (status, _) = split(run("release", &RELEASE, conn, &keys, &args).await?)?;
     Ok(match status.as_str() {
         "ok" => ReleaseOutcome::Released,
@@ -259,23 +279,101 @@ pub async fn claim(
 pub async fn sell(
     conn: &mut Conn,
     k: &ShowtimeKeys,
+    keys: &Keys,
     hold_id: Uuid,
     seats: &[Uuid],
     sold_ttl: Duration,
 ) -> anyhow::Result<()> {
     let mut args = vec![hold_id.to_string(), k.events.clone(), sold_ttl.as_millis().max(1).to_string()];
     args.extend(ids(seats));
-    let keys = [&*k.holds, &*k.expiry, &*k.info, &*k.users, &*k.sold];
+    let index = keys.hold_index(hold_id);
+    let keys = [&*k.holds, &*k.expiry, &*k.info, &*k.users, &*k.sold, &*index];
     run("sell", &SELL, conn, &keys, &args).await?;
     Ok(())
 }
 
 /// Seats of a cancelled booking are free again.
 #[tracing::instrument(skip_all)]
-pub async fn unsell(conn: &mut Conn, k: &ShowtimeKeys, seats: &[Uuid]) -> anyhow::Result<()> {
-    let mut args = vec![k.events.clone()];
+pub async fn unsell(conn: &mut Conn, k: &ShowtimeKeys, seats: &[Uuid], sold_ttl: Duration) -> anyhow::Result<()> {
+    let mut args = vec![k.events.clone(), sold_ttl.as_millis().max(1).to_string()];
     args.extend(ids(seats));
     run("unsell", &UNSELL, conn, &[&*k.sold], &args).await?;
+    Ok(())
+}
+
+/// A checkout that failed after [`extend`] hands the hold back to its owner (`held` again).
+#[tracing::instrument(skip_all, fields(hold.id = %hold_id))]
+pub async fn reopen(conn: &mut Conn, k: &ShowtimeKeys, hold_id: Uuid, user_id: Uuid) -> anyhow::Result<bool> {
+    let args = [hold_id.to_string(), user_id.to_string()];
+    let (status, _) = split(run("reopen", &REOPEN, conn, &[&*k.info], &args).await?)?;
+    Ok(status == "ok")
+}
+
+/// The showtime and owner a hold id was indexed with, if the index still exists.
+#[tracing::instrument(skip_all, fields(hold.id = %hold_id))]
+pub async fn indexed(conn: &mut Conn, keys: &Keys, hold_id: Uuid) -> anyhow::Result<Option<(Uuid, Uuid)>> {
+    let entry: Option<String> =
+        redis::cmd("GET").arg(keys.hold_index(hold_id)).query_async(conn).await.context("read the hold index")?;
+    Ok(entry.as_deref().and_then(|e| e.split_once(':')).and_then(|(s, u)| Some((s.parse().ok()?, u.parse().ok()?))))
+}
+
+/// The JSON a hold's info field holds in Redis (see `lua/_prelude.lua`).
+#[derive(Debug, serde::Deserialize)]
+struct HoldInfo {
+    u: String,
+    e: i64,
+    st: String,
+    #[serde(default)]
+    s: Vec<Uuid>,
+}
+
+/// A hold as stored, read with Redis' clock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HoldView {
+    Live {
+        user_id: String,
+        seats: Vec<Uuid>,
+        expires_at_ms: i64,
+        checked_out: bool,
+    },
+    /// Its data is gone or its time is up.
+    Expired,
+}
+
+/// Reads one hold of a showtime and Redis' clock in one round trip.
+#[tracing::instrument(skip_all, fields(hold.id = %hold_id))]
+pub async fn hold_view(conn: &mut Conn, k: &ShowtimeKeys, hold_id: Uuid) -> anyhow::Result<HoldView> {
+    let (raw, (secs, micros)): (Option<String>, (i64, i64)) = redis::pipe()
+        .hget(&k.info, hold_id.to_string())
+        .cmd("TIME")
+        .query_async(conn)
+        .await
+        .context("read the hold")?;
+    let Some(raw) = raw else { return Ok(HoldView::Expired) };
+    let info: HoldInfo = serde_json::from_str(&raw).context("decode the hold's info")?;
+    if info.e <= secs * 1000 + micros / 1000 {
+        return Ok(HoldView::Expired);
+    }
+    Ok(HoldView::Live { user_id: info.u, seats: info.s, expires_at_ms: info.e, checked_out: info.st != "held" })
+}
+
+/// The seats a showtime's sold set shows sold; `None` while it is cold (not built).
+#[tracing::instrument(skip_all)]
+pub async fn sold_seats(conn: &mut Conn, k: &ShowtimeKeys) -> anyhow::Result<Option<std::collections::HashSet<Uuid>>> {
+    let members: Vec<String> = redis::cmd("SMEMBERS").arg(&k.sold).query_async(conn).await.context("read sold set")?;
+    if !members.iter().any(|m| m == "_") {
+        return Ok(None);
+    }
+    Ok(Some(members.iter().filter_map(|m| m.parse().ok()).collect()))
+}
+
+/// Corrects a warm sold set: `add` become sold, `free` are no longer (see `lua/resync_sold.lua`).
+#[tracing::instrument(skip_all, fields(add = add.len(), free = free.len()))]
+pub async fn correct_sold(conn: &mut Conn, k: &ShowtimeKeys, add: &[Uuid], free: &[Uuid]) -> anyhow::Result<()> {
+    let mut args = vec![k.events.clone(), add.len().to_string()];
+    args.extend(ids(add));
+    args.extend(ids(free));
+    run("resync_sold", &RESYNC_SOLD, conn, &[&*k.sold], &args).await?;
     Ok(())
 }
 

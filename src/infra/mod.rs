@@ -1,6 +1,7 @@
-//! Connections to the backing services: PostgreSQL, Redis and RabbitMQ. Each is built once per
+//! Connections to the backing services: PostgreSQL and Redis (RabbitMQ's lives in `messaging`). Each is built once per
 //! process and shared; none is made per request.
 
-pub mod amqp;
 pub mod db;
+pub mod hash;
 pub mod redis;
+pub mod slots;

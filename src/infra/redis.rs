@@ -178,9 +178,18 @@ impl Keys {
         }
     }
 
-    /// Which showtime a hold belongs to (holds are addressed by id alone in the API).
+    /// A new hold id for a hold of `showtime_id`: it carries the showtime's cluster slot, so
+    /// that [`Keys::hold_index`] lands in the same slot as the showtime's keys (see
+    /// [`super::slots`]).
+    pub fn new_hold_id(&self, showtime_id: uuid::Uuid) -> uuid::Uuid {
+        super::slots::id_in_slot(super::slots::slot_of(self.showtime(showtime_id).holds.as_bytes()))
+    }
+
+    /// Which showtime (and user) a hold belongs to: holds are addressed by id alone in the API.
+    /// Written and deleted by the hold scripts, in the slot the hold id names.
     pub fn hold_index(&self, hold_id: uuid::Uuid) -> String {
-        format!("{}:holdidx:{hold_id}", self.prefix)
+        let tag = super::slots::tag_for_slot(super::slots::slot_in_id(hold_id));
+        format!("{}:{{{tag}}}:hold:{hold_id}", self.prefix)
     }
 
     /// The pub/sub pattern matching the events channel of every showtime.
@@ -192,11 +201,6 @@ impl Keys {
     pub fn showtime_of_events(&self, channel: &str) -> Option<uuid::Uuid> {
         let rest = channel.strip_prefix(self.prefix.as_str())?.strip_prefix(":{st:")?;
         rest.strip_suffix("}:events")?.parse().ok()
-    }
-
-    /// Showtimes that may have live holds: what the sweeper visits.
-    pub fn active_showtimes(&self) -> String {
-        format!("{}:active-showtimes", self.prefix)
     }
 
     /// Generation counter of the catalog cache: bumped by every catalog write.

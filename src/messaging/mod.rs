@@ -1,6 +1,7 @@
-//! RabbitMQ: the topology every process declares, the versioned messages, and publishing with
-//! publisher confirms. Business logic stays free of AMQP (DESIGN.md §5).
+//! RabbitMQ: the connection, the topology every process declares, the versioned messages, and publishing with
+//! publisher confirms, and the outbox every message goes through. Business logic stays free of AMQP (DESIGN.md §5).
 
+pub mod amqp;
 pub mod messages;
 pub mod outbox;
 pub mod publisher;

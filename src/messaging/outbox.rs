@@ -1,60 +1,136 @@
-//! The transactional outbox of booking events (DESIGN.md §2 invariant 6, "nothing lost", for
-//! notifications). [`stage`] writes an event inside the caller's transaction, so it exists if
-//! and only if the state change it reports committed; [`deliver`] publishes it right after the
-//! commit and deletes the row; [`relay`] (run by the sweeper) publishes whatever a broker
-//! outage or a crash left behind. Delivery is at least once: the notification consumer drops
-//! duplicates by message id.
+//! The transactional outbox, the one way any RabbitMQ message leaves seatgate (docs/DESIGN.md,
+//! "Messages"; invariant 6, nothing lost). [`stage`] writes a message inside the caller's
+//! transaction, so it exists if and only if the state change that causes it committed;
+//! [`deliver`] publishes it with confirms right after the commit and deletes the row; [`relay`]
+//! (run by the sweeper) publishes whatever a broker outage or a crash left behind. Delivery is
+//! at least once: consumers are idempotent (notifications by message id, payment tasks by the
+//! payment's guarded state). Publishing never fails a request: a message that could not go out
+//! now goes out later.
 
 use std::time::Duration;
 
+use serde::Serialize;
+use serde_json::Value;
 use sqlx::PgConnection;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::messages::BookingEvent;
+use super::messages::{BookingEvent, PaymentAction, PaymentTask};
 use super::publisher::publish_json;
-use crate::state::AppState;
+use super::topology::{CHARGE_KEY, REFUND_KEY};
+use crate::messaging::amqp::Amqp;
 
 /// Rows relayed per sweeper pass.
 const BATCH: i64 = 100;
 
-/// Left to [`deliver`] this long before the sweeper publishes an event itself.
+/// Left to [`deliver`] this long before the sweeper publishes a message itself.
 pub const RELAY_AFTER: Duration = Duration::from_secs(5);
 
-/// The routing key of a booking event.
-pub fn routing_key(event: &BookingEvent) -> String {
-    format!("booking.{}", event.kind.as_str())
+/// A message written to the outbox, to publish once its transaction committed.
+#[derive(Clone, Debug)]
+pub struct Staged {
+    pub message_id: Uuid,
+    pub routing_key: String,
+    payload: Value,
 }
 
-/// Writes `event` into the outbox, inside the caller's transaction.
-#[tracing::instrument(skip_all, fields(message.id = %event.message_id))]
-pub async fn stage(conn: &mut PgConnection, event: &BookingEvent) -> Result<(), sqlx::Error> {
-    sqlx::query("insert into outbox (message_id, routing_key, payload) values ($1, $2, $3) on conflict do nothing")
-        .bind(event.message_id)
-        .bind(routing_key(event))
-        .bind(Json(event))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Publishes a staged event and deletes its row. On failure the row stays for [`relay`].
-pub async fn deliver(state: &AppState, event: &BookingEvent) {
-    match publish(state, event.message_id, &routing_key(event), event).await {
-        Ok(()) => forget(state, event.message_id).await,
-        Err(e) => {
-            metrics::counter!("seatgate_queue_publish_failures_total", "queue" => "notifications").increment(1);
-            tracing::warn!(error = %format!("{e:#}"), message.id = %event.message_id, "booking event not published yet; the sweeper will retry");
-            note_failure(state, event.message_id).await;
-        }
+impl Staged {
+    /// What the message is about, for the metric of failed publishes.
+    fn queue(&self) -> &'static str {
+        if self.routing_key.starts_with("payment.") { "payments" } else { "notifications" }
     }
 }
 
-/// Publishes events older than [`RELAY_AFTER`]; returns how many went out. Safe with several
+/// Anything that goes through the outbox.
+pub trait Message: Serialize {
+    fn message_id(&self) -> Uuid;
+    fn routing_key(&self) -> String;
+}
+
+impl Message for BookingEvent {
+    fn message_id(&self) -> Uuid {
+        self.message_id
+    }
+    fn routing_key(&self) -> String {
+        format!("booking.{}", self.kind.as_str())
+    }
+}
+
+impl Message for PaymentTask {
+    fn message_id(&self) -> Uuid {
+        self.message_id
+    }
+    fn routing_key(&self) -> String {
+        match self.action {
+            PaymentAction::Charge => CHARGE_KEY,
+            PaymentAction::Refund => REFUND_KEY,
+        }
+        .to_owned()
+    }
+}
+
+/// Writes `message` into the outbox, inside the caller's transaction.
+#[tracing::instrument(skip_all, fields(message.id = %message.message_id()))]
+pub async fn stage(conn: &mut PgConnection, message: &impl Message) -> Result<Staged, sqlx::Error> {
+    let payload = serde_json::to_value(message).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let staged = Staged { message_id: message.message_id(), routing_key: message.routing_key(), payload };
+    sqlx::query("insert into outbox (message_id, routing_key, payload) values ($1, $2, $3) on conflict do nothing")
+        .bind(staged.message_id)
+        .bind(&staged.routing_key)
+        .bind(Json(&staged.payload))
+        .execute(conn)
+        .await?;
+    Ok(staged)
+}
+
+/// Publishes staged messages (after their commit) and deletes their rows. What fails stays in
+/// the outbox for [`relay`]; nothing is returned to the caller, whose change has committed.
+pub async fn deliver(db: &sqlx::PgPool, amqp: &Amqp, messages: &[Staged]) {
+    if messages.is_empty() {
+        return;
+    }
+    let mut sent = Vec::with_capacity(messages.len());
+    match amqp.channel().await {
+        Ok(channel) => {
+            for m in messages {
+                match publish_json(&channel, &amqp.names().exchange, &m.routing_key, m.message_id, 1, &m.payload).await
+                {
+                    Ok(()) => sent.push(m.message_id),
+                    Err(e) => {
+                        not_published(m, &e);
+                        break;
+                    }
+                }
+            }
+        }
+        Err(e) => not_published(&messages[0], &e),
+    }
+    let unsent: Vec<Uuid> = messages.iter().map(|m| m.message_id).filter(|id| !sent.contains(id)).collect();
+    if !sent.is_empty()
+        && let Err(e) = sqlx::query("delete from outbox where message_id = any($1)").bind(&sent).execute(db).await
+    {
+        // The sweeper publishes them again; consumers drop the duplicates.
+        tracing::warn!(error = %e, "cannot delete published outbox rows");
+    }
+    if !unsent.is_empty() {
+        let _ = sqlx::query("update outbox set attempts = attempts + 1 where message_id = any($1)")
+            .bind(&unsent)
+            .execute(db)
+            .await;
+    }
+}
+
+fn not_published(m: &Staged, e: &anyhow::Error) {
+    metrics::counter!("seatgate_queue_publish_failures_total", "queue" => m.queue()).increment(1);
+    tracing::warn!(error = %format!("{e:#}"), message.id = %m.message_id, routing_key = %m.routing_key,
+        "message not published yet; the sweeper will relay it");
+}
+
+/// Publishes messages older than [`RELAY_AFTER`]; returns how many went out. Safe with several
 /// sweepers: rows are taken with `for update skip locked`.
-pub async fn relay(state: &AppState) -> anyhow::Result<u64> {
-    let mut tx = state.db.begin().await?;
-    let rows: Vec<(Uuid, String, Json<serde_json::Value>)> = sqlx::query_as(
+pub async fn relay(db: &sqlx::PgPool, amqp: &Amqp) -> anyhow::Result<u64> {
+    let mut tx = db.begin().await?;
+    let rows: Vec<(Uuid, String, Json<Value>)> = sqlx::query_as(
         r#"select message_id, routing_key, payload from outbox
             where created_at < now() - make_interval(secs => $1)
             order by created_at limit $2 for update skip locked"#,
@@ -63,44 +139,33 @@ pub async fn relay(state: &AppState) -> anyhow::Result<u64> {
     .bind(BATCH)
     .fetch_all(&mut *tx)
     .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
     let mut sent = Vec::with_capacity(rows.len());
     let mut failure = None;
-    for (message_id, key, Json(payload)) in rows {
-        match publish(state, message_id, &key, &payload).await {
-            Ok(()) => sent.push(message_id),
-            Err(e) => {
-                failure = Some(e);
-                break;
+    match amqp.channel().await {
+        Ok(channel) => {
+            for (message_id, key, Json(payload)) in rows {
+                match publish_json(&channel, &amqp.names().exchange, &key, message_id, 1, &payload).await {
+                    Ok(()) => sent.push(message_id),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
             }
         }
+        Err(e) => failure = Some(e),
     }
     sqlx::query("delete from outbox where message_id = any($1)").bind(&sent).execute(&mut *tx).await?;
     tx.commit().await?;
     match failure {
-        Some(e) if sent.is_empty() => Err(e.context("relay booking events")),
+        Some(e) if sent.is_empty() => Err(e.context("relay outbox messages")),
         Some(e) => {
-            tracing::warn!(error = %format!("{e:#}"), sent = sent.len(), "relayed some booking events, then failed");
+            tracing::warn!(error = %format!("{e:#}"), sent = sent.len(), "relayed some outbox messages, then failed");
             Ok(sent.len() as u64)
         }
         None => Ok(sent.len() as u64),
     }
-}
-
-async fn publish<T: serde::Serialize>(state: &AppState, message_id: Uuid, key: &str, body: &T) -> anyhow::Result<()> {
-    let channel = state.amqp.channel().await?;
-    publish_json(&channel, &state.amqp.names().exchange, key, message_id, 1, body).await
-}
-
-async fn forget(state: &AppState, message_id: Uuid) {
-    if let Err(e) = sqlx::query("delete from outbox where message_id = $1").bind(message_id).execute(&state.db).await {
-        // The sweeper publishes it again; the consumer drops the duplicate.
-        tracing::warn!(error = %e, message.id = %message_id, "cannot delete a published outbox row");
-    }
-}
-
-async fn note_failure(state: &AppState, message_id: Uuid) {
-    let _ = sqlx::query("update outbox set attempts = attempts + 1 where message_id = $1")
-        .bind(message_id)
-        .execute(&state.db)
-        .await;
 }

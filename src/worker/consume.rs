@@ -14,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::notify::Notifier;
+use crate::ledger::charge::{PaymentError, WorkerCtx, handle_payment};
 use crate::messaging::messages::{BookingEvent, PaymentTask};
 use crate::messaging::publisher::{ATTEMPT_HEADER, publish_json};
-use crate::payments::service::{PaymentError, WorkerCtx, handle_payment};
 use crate::state::AppState;
 
 /// Wait before reconnecting after the broker went away.
@@ -94,7 +94,8 @@ where
     Ok(())
 }
 
-fn attempt_of(delivery: &Delivery) -> u32 {
+/// How many times a task was attempted, from its header (1 when absent).
+pub(crate) fn attempt_of(delivery: &Delivery) -> u32 {
     delivery
         .properties
         .headers()

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::payments::gateway::SimulatedGateway;
-use crate::payments::service::WorkerCtx;
+use crate::ledger::charge::WorkerCtx;
+use crate::ledger::gateway::SimulatedGateway;
 use crate::state::AppState;
 
 /// Which loops to run.
@@ -44,7 +44,7 @@ pub async fn run(role: Role, state: AppState, stop: CancellationToken) -> anyhow
         tasks.spawn(consume::run_notifications(state.clone(), notifier, stop.clone()));
     }
     if matches!(role, Role::Sweeper | Role::All) {
-        tasks.spawn(sweeper::run(state.clone(), stop.clone()));
+        tasks.spawn(sweeper::run(context(state.clone()), stop.clone()));
     }
     let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {

@@ -1,47 +1,43 @@
-//! The sweeper: on an interval, drop expired holds from Redis, expire reservations whose
-//! payment did not complete by their deadline, and publish again payment tasks that were lost
-//! (a payment still `initiated`, or a refund still owed, long after its last change). Safe with
-//! several sweepers at once: rows are taken with `for update skip locked` and every change is
-//! guarded by the expected state. It also relays booking events a broker outage left in the
-//! outbox.
+//! The sweeper: on an interval, drop expired holds from Redis, expire reservations whose payment
+//! did not complete by their deadline, settle payments that may hold money without a ticket (the
+//! reconciler), bring the sold sets back in line with `booked_seats`, relay what a broker outage
+//! left in the outbox, and record what landed in `payments.dead`. Safe with several sweepers at
+//! once: rows are taken with `for update skip locked` and every change is guarded by the expected
+//! state.
 
-use std::time::Duration;
-
+use lapin::options::{BasicAckOptions, BasicGetOptions};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::checkout::service::publish_task;
-use crate::domain::{PaymentStatus, ReservationStatus};
-use crate::holds::store;
-use crate::messaging::messages::{BookingEvent, BookingEventKind, PaymentAction, PaymentTask};
+use crate::ledger::charge::WorkerCtx;
+use crate::ledger::reconcile;
 use crate::messaging::outbox;
-use crate::payments::repo::{self, ReservationRow};
-use crate::payments::service::booking_event;
 use crate::state::AppState;
 
-/// Rows handled per query, so one pass never holds many locks.
-const BATCH: i64 = 100;
+/// Dead letters recorded per pass at most.
+const DEAD_LETTER_BATCH: usize = 100;
 
 /// What one pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Sweep {
     pub holds_dropped: u64,
     pub reservations_expired: u64,
-    pub payments_republished: u64,
-    pub refunds_republished: u64,
+    pub payments_settled: u64,
+    pub sold_seats_corrected: u64,
+    pub messages_relayed: u64,
+    pub dead_letters: u64,
     pub idempotency_keys_deleted: u64,
-    pub events_relayed: u64,
 }
 
 /// Runs passes every `SEATGATE_SWEEP_INTERVAL_SECS` until `stop`.
-pub async fn run(state: AppState, stop: CancellationToken) -> anyhow::Result<()> {
-    let mut tick = tokio::time::interval(state.config.workers.sweep_interval);
+pub async fn run(ctx: WorkerCtx, stop: CancellationToken) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(ctx.state.config.workers.sweep_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             _ = tick.tick() => {
-                let pass = sweep_once(&state).await;
+                let pass = sweep_with(&ctx).await;
                 if pass != Sweep::default() {
                     tracing::info!(?pass, "sweep pass");
                 }
@@ -50,124 +46,78 @@ pub async fn run(state: AppState, stop: CancellationToken) -> anyhow::Result<()>
     }
 }
 
-/// One pass; each part logs its own failure and the others still run.
+/// One pass with the simulated gateway.
 pub async fn sweep_once(state: &AppState) -> Sweep {
+    sweep_with(&super::context(state.clone())).await
+}
+
+/// One pass; each part logs its own failure and the others still run.
+pub async fn sweep_with(ctx: &WorkerCtx) -> Sweep {
+    let state = &ctx.state;
     let mut pass = Sweep::default();
-    match crate::holds::service::sweep_expired_holds(state).await {
-        Ok(n) => pass.holds_dropped = n,
-        Err(e) => tracing::warn!(error = %format!("{e:#}"), "sweeping holds failed"),
+    fn logged<T: Default>(what: &str, result: anyhow::Result<T>) -> T {
+        result.unwrap_or_else(|e| {
+            tracing::warn!(error = %format!("{e:#}"), "{what} failed");
+            T::default()
+        })
     }
-    match expire_reservations(state).await {
-        Ok(n) => pass.reservations_expired = n,
-        Err(e) => tracing::warn!(error = %format!("{e:#}"), "expiring reservations failed"),
-    }
-    match republish_stuck(state).await {
-        Ok((charges, refunds)) => {
-            pass.payments_republished = charges;
-            pass.refunds_republished = refunds;
-        }
-        Err(e) => tracing::warn!(error = %format!("{e:#}"), "republishing payments failed"),
-    }
-    match outbox::relay(state).await {
-        Ok(n) => pass.events_relayed = n,
-        Err(e) => tracing::warn!(error = %format!("{e:#}"), "relaying booking events failed"),
-    }
+    pass.holds_dropped = logged("sweeping holds", crate::holds::service::sweep_expired_holds(state).await);
+    pass.reservations_expired = logged("expiring reservations", reconcile::expire_overdue(state).await);
+    let idle = state.config.workers.stuck_payment_after.as_secs_f64();
+    pass.payments_settled =
+        logged("settling payments", reconcile::settle_payments(ctx, idle).await.map_err(anyhow::Error::from));
+    pass.sold_seats_corrected = logged("reconciling sold seats", reconcile::resync_sold(state).await);
+    pass.messages_relayed = logged("relaying the outbox", outbox::relay(&state.db, &state.amqp).await);
+    pass.dead_letters = logged("recording dead letters", record_dead_letters(state).await);
     // Stored answers of `Idempotency-Key` requests are kept for a day.
-    let deleted = sqlx::query("delete from idempotency_keys where created_at < now() - interval '24 hours'")
-        .execute(&state.db)
-        .await;
-    match deleted {
-        Ok(done) => pass.idempotency_keys_deleted = done.rows_affected(),
-        Err(e) => tracing::warn!(error = %e, "deleting old idempotency keys failed"),
-    }
+    pass.idempotency_keys_deleted = logged(
+        "deleting old idempotency keys",
+        sqlx::query("delete from idempotency_keys where created_at < now() - interval '24 hours'")
+            .execute(&state.db)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(anyhow::Error::from),
+    );
     pass
 }
 
-/// Reservations past their deadline with no successful payment end `expired`.
-pub async fn expire_reservations(state: &AppState) -> anyhow::Result<u64> {
-    let mut tx = state.db.begin().await?;
-    let ids: Vec<Uuid> = sqlx::query_scalar(
-        r#"select id from reservations where status = 'payment_pending' and deadline < now()
-            order by deadline limit $1 for update skip locked"#,
-    )
-    .bind(BATCH)
-    .fetch_all(&mut *tx)
-    .await?;
-    let reason = "payment not completed before the deadline";
-    let mut expired: Vec<(ReservationRow, BookingEvent)> = Vec::new();
-    for id in ids {
-        if repo::move_reservation(
-            &mut tx,
-            id,
-            ReservationStatus::PaymentPending,
-            ReservationStatus::Expired,
-            Some(reason),
+/// Drains `payments.dead` into the `dead_letters` table (acked only after the insert), with the
+/// metric `seatgate_payments_dead_lettered_total` to alert on.
+pub async fn record_dead_letters(state: &AppState) -> anyhow::Result<u64> {
+    let queue = state.amqp.names().payments_dead.clone();
+    let channel = state.amqp.channel().await?;
+    let mut recorded = 0;
+    while recorded < DEAD_LETTER_BATCH as u64 {
+        let Some(message) = channel.basic_get(queue.as_str().into(), BasicGetOptions::default()).await? else {
+            break;
+        };
+        let delivery = message.delivery;
+        let payload: serde_json::Value = serde_json::from_slice(&delivery.data)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&delivery.data).into_owned()));
+        let message_id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .and_then(|id| id.as_str().parse::<Uuid>().ok())
+            .unwrap_or_else(Uuid::now_v7);
+        let payment_id = payload.get("payment_id").and_then(|v| v.as_str()).and_then(|s| s.parse::<Uuid>().ok());
+        let attempts = super::consume::attempt_of(&delivery);
+        sqlx::query(
+            r#"insert into dead_letters (message_id, queue, payment_id, attempts, payload)
+               values ($1, $2, $3, $4, $5) on conflict do nothing"#,
         )
-        .await?
-        {
-            repo::fail_unpaid_payments(&mut tx, id, reason).await?;
-            if let Some(r) = repo::find_reservation(&mut tx, id).await? {
-                let event = booking_event(&r, BookingEventKind::Expired, None, None, Some(reason.to_owned()));
-                outbox::stage(&mut tx, &event).await?;
-                expired.push((r, event));
-            }
-        }
+        .bind(message_id)
+        .bind(&queue)
+        .bind(payment_id)
+        .bind(attempts as i32)
+        .bind(&payload)
+        .execute(&state.db)
+        .await?;
+        delivery.ack(BasicAckOptions::default()).await?;
+        metrics::counter!("seatgate_payments_dead_lettered_total").increment(1);
+        tracing::error!(message.id = %message_id, payment.id = ?payment_id, attempts,
+            "a payment task was dead-lettered; its payment is settled by the reconciler");
+        recorded += 1;
     }
-    tx.commit().await?;
-    for (r, event) in &expired {
-        if let Ok(mut conn) = state.redis.get().await {
-            let keys = state.keys.showtime(r.showtime_id);
-            let _ = store::release(&mut conn, &keys, r.hold_id, &r.user_id.to_string(), true).await;
-            state.seat_status.invalidate(r.showtime_id);
-        }
-        outbox::deliver(state, event).await;
-    }
-    if !expired.is_empty() {
-        metrics::counter!("seatgate_reservations_expired_total").increment(expired.len() as u64);
-    }
-    Ok(expired.len() as u64)
-}
-
-/// Payment tasks that were lost (never published, or dropped) are published again.
-pub async fn republish_stuck(state: &AppState) -> anyhow::Result<(u64, u64)> {
-    let threshold = state.config.workers.stuck_payment_after;
-    let charges = stuck(state, threshold, PaymentStatus::Initiated, ReservationStatus::PaymentPending).await?;
-    let refunds = stuck(state, threshold, PaymentStatus::Succeeded, ReservationStatus::Cancelled).await?;
-    for (payment_id, reservation_id) in &charges {
-        publish_task(state, &PaymentTask::new(PaymentAction::Charge, *payment_id, *reservation_id))
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
-    for (payment_id, reservation_id) in &refunds {
-        publish_task(state, &PaymentTask::new(PaymentAction::Refund, *payment_id, *reservation_id))
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
-    Ok((charges.len() as u64, refunds.len() as u64))
-}
-
-/// Payments in `payment` state for reservations in `reservation` state, unchanged for
-/// `threshold`; their `updated_at` is touched so the next pass leaves them alone a while.
-async fn stuck(
-    state: &AppState,
-    threshold: Duration,
-    payment: PaymentStatus,
-    reservation: ReservationStatus,
-) -> anyhow::Result<Vec<(Uuid, Uuid)>> {
-    let mut tx = state.db.begin().await?;
-    let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
-        r#"select p.id, p.reservation_id from payments p join reservations r on r.id = p.reservation_id
-            where p.status = $1 and r.status = $2 and p.updated_at < now() - make_interval(secs => $3)
-            order by p.updated_at limit $4 for update of p skip locked"#,
-    )
-    .bind(payment)
-    .bind(reservation)
-    .bind(threshold.as_secs_f64())
-    .bind(BATCH)
-    .fetch_all(&mut *tx)
-    .await?;
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
-    sqlx::query("update payments set updated_at = now() where id = any($1)").bind(&ids).execute(&mut *tx).await?;
-    tx.commit().await?;
-    Ok(rows)
+    Ok(recorded)
 }

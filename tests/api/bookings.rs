@@ -4,16 +4,16 @@
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
+use seatgate::ledger::charge::{Outcome, handle_payment};
+use seatgate::ledger::gateway::Charge;
 use seatgate::messaging::messages::{PaymentAction, PaymentTask};
-use seatgate::payments::gateway::Charge;
-use seatgate::payments::service::{Outcome, handle_payment};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::helpers::{Res, Show, TestApp, TestUser, hold, show, test_config};
 
-async fn checkout(app: &TestApp, user: &TestUser, hold_id: &str, key: &str, token: &str) -> Res {
+pub(crate) async fn checkout(app: &TestApp, user: &TestUser, hold_id: &str, key: &str, token: &str) -> Res {
     let res = app
         .client
         .post(app.url(&format!("/api/v1/holds/{hold_id}/checkout")))
@@ -27,7 +27,7 @@ async fn checkout(app: &TestApp, user: &TestUser, hold_id: &str, key: &str, toke
 }
 
 /// Polls the reservation until its status is `want` (10 s at most).
-async fn wait_for(app: &TestApp, user: &TestUser, reservation: &str, want: &str) -> Value {
+pub(crate) async fn wait_for(app: &TestApp, user: &TestUser, reservation: &str, want: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let body =
@@ -47,6 +47,22 @@ async fn seat_status(app: &TestApp, show: &Show, i: usize) -> String {
 
 async fn scalar(db: &PgPool, sql: &'static str, id: Uuid) -> i64 {
     sqlx::query_scalar(sql).bind(id).fetch_one(db).await.expect("query")
+}
+
+/// Publishes a payment task once more, as a broker's redelivery or a relay's duplicate would.
+async fn publish_again(app: &TestApp, task: &PaymentTask) {
+    let channel = app.state.amqp.channel().await.expect("channel");
+    let key = seatgate::messaging::outbox::Message::routing_key(task);
+    seatgate::messaging::publisher::publish_json(
+        &channel,
+        &app.state.amqp.names().exchange,
+        &key,
+        task.message_id,
+        1,
+        task,
+    )
+    .await
+    .expect("published again");
 }
 
 fn uuid(v: &Value) -> Uuid {
@@ -123,7 +139,13 @@ async fn a_task_that_keeps_failing_is_dead_lettered_after_the_max_attempts(db: P
     let accepted = checkout(&app, &alice, &hold_id, "k", "tok_error").await.json_status(202).await;
     let dead = app.state.amqp.names().payments_dead.clone();
     let deadline = Instant::now() + Duration::from_secs(15);
-    while app.queue_len(&dead).await == 0 {
+    // The sweeper drains `payments.dead` into `dead_letters`: count both.
+    let dead_lettered = || async {
+        let recorded: i64 =
+            sqlx::query_scalar("select count(*) from dead_letters").fetch_one(&db).await.expect("count");
+        i64::from(app.queue_len(&dead).await) + recorded
+    };
+    while dead_lettered().await == 0 {
         assert!(Instant::now() < deadline, "nothing was dead-lettered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -133,7 +155,14 @@ async fn a_task_that_keeps_failing_is_dead_lettered_after_the_max_attempts(db: P
     assert_eq!(scalar(&db, "select deliveries::bigint from payments where reservation_id = $1", reservation).await, 3);
     let charged = scalar(&db, "select count(*) from gateway_charges g join payments p on p.id = g.payment_id where p.reservation_id = $1 and g.status = 'charged'", reservation).await;
     assert_eq!(charged, 0);
-    assert_eq!(app.queue_len(&dead).await, 1);
+    assert_eq!(dead_lettered().await, 1);
+    seatgate::worker::sweeper::record_dead_letters(&app.state).await.expect("recorded");
+    let recorded: (Uuid, i32) = sqlx::query_as("select payment_id, attempts from dead_letters")
+        .fetch_one(&db)
+        .await
+        .expect("the dead letter is recorded");
+    assert_eq!(recorded.1, 3);
+    assert_eq!(app.queue_len(&dead).await, 0);
 }
 
 #[sqlx::test(migrator = "seatgate::MIGRATOR")]
@@ -230,7 +259,7 @@ async fn a_task_delivered_twice_charges_once_and_books_once(db: PgPool) {
         .await
         .expect("payment");
     let task = PaymentTask::new(PaymentAction::Charge, payment, reservation);
-    seatgate::checkout::service::publish_task(&app.state, &task).await.expect("published again");
+    publish_again(&app, &task).await;
     assert_eq!(app.queue_len(&app.state.amqp.names().payments.clone()).await, 2);
     // Act
     app.start_workers();
@@ -400,43 +429,35 @@ async fn the_sweeper_expires_an_abandoned_checkout(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "seatgate::MIGRATOR")]
-async fn the_sweeper_republishes_a_payment_task_that_was_lost(db: PgPool) {
-    let app = TestApp::spawn(db.clone()).await;
+async fn a_checkout_while_the_broker_is_down_is_accepted_and_its_payment_is_relayed_once_the_broker_is_back(
+    db: PgPool,
+) {
+    // Arrange: one instance that cannot reach RabbitMQ, one that can (same names and keys).
+    let config = test_config();
+    let mut cut_off = config.clone();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    cut_off.amqp.url = seatgate::config::Secret::new(format!("amqp://guest:guest@127.0.0.1:{closed}/%2f"));
+    let app = TestApp::spawn_with(db.clone(), cut_off).await;
+    let healthy = TestApp::spawn_with(db.clone(), config).await;
     let show = show(&app, 2).await;
     let alice = app.new_user().await;
     let hold_id = hold(&app, &alice, &show, &[0]).await;
+    // Act: the checkout is accepted; its payment task waits in the outbox.
     let accepted = checkout(&app, &alice, &hold_id, "k", "tok_ok").await.json_status(202).await;
     let reservation = uuid(&accepted["reservation_id"]);
-    let queue = app.state.amqp.names().payments.clone();
-    app.purge(&queue).await;
-    sqlx::query("update payments set updated_at = now() - interval '1 hour' where reservation_id = $1")
-        .bind(reservation)
-        .execute(&db)
-        .await
-        .expect("aged the payment");
-    let pass = seatgate::worker::sweeper::sweep_once(&app.state).await;
-    assert_eq!(pass.payments_republished, 1);
-    assert_eq!(app.queue_len(&queue).await, 1);
-    app.start_workers();
-    wait_for(&app, &alice, &reservation.to_string(), "confirmed").await;
-}
-
-#[sqlx::test(migrator = "seatgate::MIGRATOR")]
-async fn checkout_while_the_broker_is_down_is_503_and_leaves_a_reservation_for_the_sweeper(db: PgPool) {
-    let mut config = test_config();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    config.amqp.url = seatgate::config::Secret::new(format!("amqp://guest:guest@127.0.0.1:{closed}/%2f"));
-    let app = TestApp::spawn_with(db.clone(), config).await;
-    let show = show(&app, 2).await;
-    let alice = app.new_user().await;
-    let hold_id = hold(&app, &alice, &show, &[0]).await;
-    let problem = checkout(&app, &alice, &hold_id, "k", "tok_ok").await.problem(503).await;
-    assert_eq!(problem.code, "service_unavailable");
-    let pending: i64 = sqlx::query_scalar("select count(*) from reservations where status = 'payment_pending'")
+    let staged: i64 = sqlx::query_scalar("select count(*) from outbox where routing_key = 'payment.charge'")
         .fetch_one(&db)
         .await
         .expect("count");
-    assert_eq!(pending, 1, "the reservation waits for the sweeper (republish, or expiry at its deadline)");
+    assert_eq!(staged, 1, "the payment task is staged with the reservation");
+    sqlx::query("update outbox set created_at = now() - interval '1 minute'").execute(&db).await.expect("aged");
+    let pass = seatgate::worker::sweeper::sweep_once(&healthy.state).await;
+    // Assert: relayed once, then paid and booked.
+    assert_eq!(pass.messages_relayed, 1);
+    healthy.start_workers();
+    wait_for(&healthy, &alice, &reservation.to_string(), "confirmed").await;
+    let left: i64 = sqlx::query_scalar("select count(*) from outbox").fetch_one(&db).await.expect("count");
+    assert_eq!(left, 0);
 }
 
 #[sqlx::test(migrator = "seatgate::MIGRATOR")]
@@ -470,7 +491,7 @@ async fn a_gateway_failing_a_third_of_the_time_still_books_every_paid_checkout_o
 }
 
 /// Alice holds seat A1 and checks out with `tok_ok`; the reservation's id.
-async fn checked_out(app: &TestApp) -> (TestUser, Uuid) {
+pub(crate) async fn checked_out(app: &TestApp) -> (TestUser, Uuid) {
     let show = show(app, 2).await;
     let alice = app.new_user().await;
     let hold_id = hold(app, &alice, &show, &[0]).await;
@@ -479,34 +500,34 @@ async fn checked_out(app: &TestApp) -> (TestUser, Uuid) {
 }
 
 /// The reservation's deadline passes and the sweeper expires it.
-async fn expire(app: &TestApp, reservation: Uuid) {
+pub(crate) async fn expire(app: &TestApp, reservation: Uuid) {
     sqlx::query("update reservations set deadline = now() - interval '1 second' where id = $1")
         .bind(reservation)
         .execute(&app.state.db)
         .await
         .expect("moved the deadline");
-    assert_eq!(seatgate::worker::sweeper::expire_reservations(&app.state).await.expect("swept"), 1);
+    assert_eq!(seatgate::ledger::reconcile::expire_overdue(&app.state).await.expect("swept"), 1);
 }
 
 /// A gateway that, while it charges, lets the reservation's deadline pass and the sweeper run:
 /// the race of a slow charge against `expire_reservations`.
 struct SweptWhileCharging {
-    inner: seatgate::payments::gateway::SimulatedGateway,
+    inner: seatgate::ledger::gateway::SimulatedGateway,
     state: seatgate::state::AppState,
 }
 
 #[async_trait::async_trait]
-impl seatgate::payments::gateway::PaymentGateway for SweptWhileCharging {
+impl seatgate::ledger::gateway::PaymentGateway for SweptWhileCharging {
     async fn charge(
         &self,
         charge: Charge<'_>,
-    ) -> Result<seatgate::payments::gateway::ChargeResult, seatgate::payments::gateway::Transient> {
+    ) -> Result<seatgate::ledger::gateway::ChargeResult, seatgate::ledger::gateway::Transient> {
         let result = self.inner.charge(charge).await;
         sqlx::query("update reservations set deadline = now() - interval '1 second' where status = 'payment_pending'")
             .execute(&self.state.db)
             .await
             .expect("moved the deadline");
-        let expired = seatgate::worker::sweeper::expire_reservations(&self.state).await.expect("swept");
+        let expired = seatgate::ledger::reconcile::expire_overdue(&self.state).await.expect("swept");
         assert_eq!(expired, 1, "the sweeper expired the reservation mid-charge");
         result
     }
@@ -514,12 +535,12 @@ impl seatgate::payments::gateway::PaymentGateway for SweptWhileCharging {
     async fn refund(
         &self,
         payment_id: Uuid,
-    ) -> Result<seatgate::payments::gateway::Refund, seatgate::payments::gateway::Transient> {
+    ) -> Result<seatgate::ledger::gateway::Refund, seatgate::ledger::gateway::Transient> {
         self.inner.refund(payment_id).await
     }
 }
 
-async fn payment_task(db: &PgPool, reservation: Uuid) -> PaymentTask {
+pub(crate) async fn payment_task(db: &PgPool, reservation: Uuid) -> PaymentTask {
     let id: Uuid = sqlx::query_scalar("select id from payments where reservation_id = $1")
         .bind(reservation)
         .fetch_one(db)
@@ -534,11 +555,10 @@ async fn a_charge_that_completes_after_the_sweeper_expired_the_reservation_is_re
     let app = TestApp::spawn(db.clone()).await;
     let (alice, reservation) = checked_out(&app).await;
     let gateway = SweptWhileCharging {
-        inner: seatgate::payments::gateway::SimulatedGateway::new(db.clone(), Duration::ZERO, 0.0),
+        inner: seatgate::ledger::gateway::SimulatedGateway::new(db.clone(), Duration::ZERO, 0.0),
         state: app.state.clone(),
     };
-    let ctx =
-        seatgate::payments::service::WorkerCtx { state: app.state.clone(), gateway: std::sync::Arc::new(gateway) };
+    let ctx = seatgate::ledger::charge::WorkerCtx { state: app.state.clone(), gateway: std::sync::Arc::new(gateway) };
     let task = payment_task(&db, reservation).await;
     // Act
     let outcome = handle_payment(&ctx, &task).await.expect("handled");
@@ -570,6 +590,8 @@ async fn a_worker_that_charged_and_died_before_the_deadline_passed_is_refunded_o
     let (alice, reservation) = checked_out(&app).await;
     let task = payment_task(&db, reservation).await;
     let ctx = seatgate::worker::context(app.state.clone());
+    let mut conn = db.acquire().await.expect("connection");
+    assert!(seatgate::ledger::repo::begin_charge(&mut conn, task.payment_id).await.expect("guard"), "won the guard");
     ctx.gateway
         .charge(Charge { payment_id: task.payment_id, amount_minor: 1200, currency: "EUR", token: "tok_ok" })
         .await
@@ -613,7 +635,7 @@ async fn a_key_whose_first_request_died_unanswered_is_taken_over_by_a_retry(db: 
     let show = show(&app, 2).await;
     let alice = app.new_user().await;
     let hold_id = hold(&app, &alice, &show, &[0]).await;
-    let hash = seatgate::checkout::idempotency::fingerprint(&["checkout", &hold_id, "tok_ok"]);
+    let hash = seatgate::infra::hash::fingerprint(&["checkout", &hold_id, "tok_ok"]);
     sqlx::query("insert into idempotency_keys (user_id, key, request_hash) values ($1, 'k', $2)")
         .bind(alice.id)
         .bind(&hash)
@@ -654,7 +676,7 @@ async fn a_booking_event_that_could_not_be_published_is_relayed_by_the_sweeper_o
     assert_eq!(staged, 1);
     // The broker is reachable again: the sweeper relays it and the notification worker stores it.
     sqlx::query("update outbox set created_at = now() - interval '1 minute'").execute(&db).await.expect("aged");
-    assert_eq!(seatgate::worker::sweeper::sweep_once(&app.state).await.events_relayed, 1);
+    assert_eq!(seatgate::worker::sweeper::sweep_once(&app.state).await.messages_relayed, 1);
     app.start_workers();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

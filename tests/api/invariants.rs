@@ -83,3 +83,90 @@ async fn the_checker_passes_a_clean_sale_and_names_each_breach(db: PgPool) {
         report.violations
     );
 }
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn the_checker_names_money_without_a_ticket_a_ticket_without_money_and_a_drifted_sold_set(db: PgPool) {
+    // Arrange: three bookings of A1, A2 and A3, made a while ago.
+    let app = TestApp::spawn(db.clone()).await;
+    let show = app.seed_showtime(&[("A", 4, "standard")], 24).await;
+    let showtime: uuid::Uuid = show["id"].as_str().expect("id").parse().expect("uuid");
+    let seats: Vec<String> = app
+        .get(&format!("/api/v1/screens/{}", show["screen_id"].as_str().expect("id")), None)
+        .await
+        .json_status(200)
+        .await["seats"]
+        .as_array()
+        .expect("seats")
+        .iter()
+        .map(|s| s["id"].as_str().unwrap_or("").to_owned())
+        .collect();
+    let alice = app.new_user().await;
+    for seat in &seats[..3] {
+        crate::helpers::book_seat(&db, alice.id, show["id"].as_str().expect("id"), Some(seat)).await;
+    }
+    let bookings: Vec<(uuid::Uuid, uuid::Uuid)> =
+        sqlx::query_as("select id, reservation_id from bookings order by id").fetch_all(&db).await.expect("bookings");
+    for (i, (_, reservation)) in bookings.iter().enumerate() {
+        let payment = uuid::Uuid::now_v7();
+        let status = ["refunded", "succeeded", "succeeded"][i];
+        sqlx::query(
+            r#"insert into payments (id, reservation_id, status, amount_minor, currency, payment_token, idempotency_key)
+               values ($1, $2, $3::payment_status, 1000, 'EUR', null, 'k')"#,
+        )
+        .bind(payment)
+        .bind(reservation)
+        .bind(status)
+        .execute(&db)
+        .await
+        .expect("payment");
+        sqlx::query(
+            "insert into gateway_charges (payment_id, status, amount_minor, currency, reference) values ($1, $2, 1000, 'EUR', 'r')",
+        )
+        .bind(payment)
+        .bind(if i == 0 { "refunded" } else { "charged" })
+        .execute(&db)
+        .await
+        .expect("charge");
+    }
+    sqlx::query("update bookings set created_at = now() - interval '1 hour', cancelled_at = null")
+        .execute(&db)
+        .await
+        .expect("aged");
+    sqlx::query("update reservations set deadline = now() - interval '1 hour'").execute(&db).await.expect("aged");
+    // A2's booking is cancelled an hour ago but its charge was never refunded; Redis still shows
+    // A2 sold and A3 (still booked) free.
+    sqlx::query(
+        r#"with c as (update bookings set status = 'cancelled', cancelled_at = now() - interval '1 hour'
+                       where id = $1 returning id)
+           delete from booked_seats where booking_id in (select id from c)"#,
+    )
+    .bind(bookings[1].0)
+    .execute(&db)
+    .await
+    .expect("cancelled");
+    let keys = app.state.keys.showtime(showtime);
+    let mut conn = app.state.redis.get().await.expect("redis");
+    let _: () = deadpool_redis::redis::cmd("SADD")
+        .arg(&keys.sold)
+        .arg("_")
+        .arg(&seats[0])
+        .arg(&seats[1])
+        .query_async(&mut conn)
+        .await
+        .expect("sadd");
+    // Act
+    let report = seatgate::invariants::check(&app.state, 30).await.expect("checked");
+    // Assert
+    let details: Vec<String> = report.violations.iter().map(|v| format!("{}: {}", v.invariant, v.detail)).collect();
+    let has = |kind: &str, needle: &str| details.iter().any(|d| d.starts_with(kind) && d.contains(needle));
+    assert!(has("no_booking_on_refunded_money", &bookings[0].0.to_string()), "{details:#?}");
+    assert!(has("payment_has_booking_or_refund", "no booking and no refund"), "{details:#?}");
+    assert!(
+        has("seat_map_sold_equals_booked_seats", &format!("seat {} is sold in Redis but not booked", seats[1])),
+        "{details:#?}"
+    );
+    assert!(
+        has("seat_map_sold_equals_booked_seats", &format!("seat {} is booked but not sold", seats[2])),
+        "{details:#?}"
+    );
+}

@@ -8,6 +8,7 @@ mod catalog;
 mod helpers;
 mod holds;
 mod invariants;
+mod ledger;
 mod live;
 mod ops;
 mod problems;

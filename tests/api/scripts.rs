@@ -19,6 +19,8 @@ use crate::helpers::test_config;
 /// A showtime's keys under a fresh prefix, warmed as if loaded from PostgreSQL.
 struct Env {
     pool: seatgate::infra::redis::RedisPool,
+    names: Keys,
+    showtime_id: Uuid,
     keys: ShowtimeKeys,
     seats: Vec<Uuid>,
 }
@@ -27,8 +29,10 @@ impl Env {
     async fn new(seats: usize) -> Self {
         let config = test_config();
         let pool = seatgate::infra::redis::pool(&config.redis).expect("pool");
-        let keys = Keys::new(config.redis.key_prefix.clone()).showtime(Uuid::now_v7());
-        let env = Self { pool, keys, seats: (0..seats).map(|_| Uuid::now_v7()).collect() };
+        let names = Keys::new(config.redis.key_prefix.clone());
+        let showtime_id = Uuid::now_v7();
+        let keys = names.showtime(showtime_id);
+        let env = Self { pool, names, showtime_id, keys, seats: (0..seats).map(|_| Uuid::now_v7()).collect() };
         let starts = chrono::Utc::now() + chrono::Duration::hours(2);
         env.warm(ShowtimeMeta { starts_at_ms: starts.timestamp_millis(), cancelled: false }, &[]).await;
         env
@@ -44,13 +48,17 @@ impl Env {
 
     async fn hold_for(&self, user: Uuid, seats: &[Uuid], ttl: Duration, max: u32) -> (Uuid, HoldOutcome) {
         let params = HoldParams {
-            hold_id: Uuid::now_v7(),
+            showtime_id: self.showtime_id,
+            hold_id: self.names.new_hold_id(self.showtime_id),
             user_id: user,
             ttl,
             max_lifetime: Duration::from_secs(900),
             max_seats_per_user: max,
         };
-        (params.hold_id, store::hold(&mut self.conn().await, &self.keys, params, seats).await.expect("hold.lua"))
+        (
+            params.hold_id,
+            store::hold(&mut self.conn().await, &self.names, &self.keys, params, seats).await.expect("hold.lua"),
+        )
     }
 
     async fn hold(&self, user: Uuid, seats: &[Uuid]) -> (Uuid, HoldOutcome) {
@@ -105,7 +113,7 @@ async fn only_the_owner_releases_or_extends_a_hold() {
     let mut conn = env.conn().await;
     let k = &env.keys;
     assert_eq!(
-        store::release(&mut conn, k, hold_id, &mallory.to_string(), false).await.expect("ok"),
+        store::release(&mut conn, &env.names, k, hold_id, &mallory.to_string(), false).await.expect("ok"),
         ReleaseOutcome::NotFound
     );
     assert_eq!(
@@ -113,11 +121,11 @@ async fn only_the_owner_releases_or_extends_a_hold() {
         ExtendOutcome::NotFound
     );
     assert_eq!(
-        store::release(&mut conn, k, hold_id, &alice.to_string(), false).await.expect("ok"),
+        store::release(&mut conn, &env.names, k, hold_id, &alice.to_string(), false).await.expect("ok"),
         ReleaseOutcome::Released
     );
     assert_eq!(
-        store::release(&mut conn, k, hold_id, &alice.to_string(), false).await.expect("ok"),
+        store::release(&mut conn, &env.names, k, hold_id, &alice.to_string(), false).await.expect("ok"),
         ReleaseOutcome::NotFound
     );
     assert!(held(&env.hold(mallory, &[env.seat(0)]).await.1), "a released seat is free at once");
@@ -128,7 +136,8 @@ async fn extend_covers_payment_once_never_past_the_cap_and_locks_release() {
     let env = Env::new(1).await;
     let alice = Uuid::now_v7();
     let params = HoldParams {
-        hold_id: Uuid::now_v7(),
+        showtime_id: env.showtime_id,
+        hold_id: env.names.new_hold_id(env.showtime_id),
         user_id: alice,
         ttl: Duration::from_secs(10),
         max_lifetime: Duration::from_secs(30),
@@ -136,7 +145,7 @@ async fn extend_covers_payment_once_never_past_the_cap_and_locks_release() {
     };
     let mut conn = env.conn().await;
     let HoldOutcome::Held { expires_at_ms: first } =
-        store::hold(&mut conn, &env.keys, params, &[env.seat(0)]).await.expect("hold")
+        store::hold(&mut conn, &env.names, &env.keys, params, &[env.seat(0)]).await.expect("hold")
     else {
         panic!("not held")
     };
@@ -151,8 +160,9 @@ async fn extend_covers_payment_once_never_past_the_cap_and_locks_release() {
     let again =
         store::extend(&mut conn, &env.keys, params.hold_id, alice, Duration::from_secs(600)).await.expect("extend");
     assert_eq!(again, ExtendOutcome::Extended { expires_at_ms: extended, seats }, "a second extension changes nothing");
-    let release =
-        store::release(&mut conn, &env.keys, params.hold_id, &alice.to_string(), false).await.expect("release");
+    let release = store::release(&mut conn, &env.names, &env.keys, params.hold_id, &alice.to_string(), false)
+        .await
+        .expect("release");
     assert_eq!(release, ReleaseOutcome::Locked);
 }
 
@@ -231,7 +241,7 @@ async fn claim_is_fenced_by_hold_id() {
     let won = store::claim(&mut conn, &env.keys, carol_hold, carol, &[env.seat(2)], ttl).await.expect("claim");
     assert_eq!(won, ClaimOutcome::Claimed);
     // After the sale, a claim of a sold seat is lost too.
-    store::sell(&mut conn, &env.keys, carol_hold, &[env.seat(2)], ttl).await.expect("sell");
+    store::sell(&mut conn, &env.keys, &env.names, carol_hold, &[env.seat(2)], ttl).await.expect("sell");
     let again = store::claim(&mut conn, &env.keys, alice_hold, alice, &[env.seat(2)], ttl).await.expect("claim");
     assert_eq!(again, ClaimOutcome::Lost(vec![env.seat(2)]));
 }
@@ -261,7 +271,7 @@ async fn sold_seats_show_as_sold_and_holds_as_held_in_the_seat_status() {
     let alice = Uuid::now_v7();
     let (hold_id, _) = env.hold(alice, &[env.seat(0), env.seat(1)]).await;
     let mut conn = env.conn().await;
-    store::sell(&mut conn, &env.keys, hold_id, &[env.seat(0), env.seat(1)], Duration::from_secs(60))
+    store::sell(&mut conn, &env.keys, &env.names, hold_id, &[env.seat(0), env.seat(1)], Duration::from_secs(60))
         .await
         .expect("sell");
     let (bob_hold, _) = env.hold(Uuid::now_v7(), &[env.seat(2)]).await;
@@ -271,7 +281,7 @@ async fn sold_seats_show_as_sold_and_holds_as_held_in_the_seat_status() {
     assert_eq!(sold.into_iter().collect::<HashSet<_>>(), HashSet::from([env.seat(0), env.seat(1)]));
     assert_eq!(held.len(), 1);
     assert_eq!((held[0].seat_id, held[0].hold_id), (env.seat(2), bob_hold));
-    store::unsell(&mut conn, &env.keys, &[env.seat(0)]).await.expect("unsell");
+    store::unsell(&mut conn, &env.keys, &[env.seat(0)], Duration::from_secs(60)).await.expect("unsell");
     assert!(held_ok(&env, &[env.seat(0)]).await, "an unsold seat can be held again");
 }
 

@@ -11,8 +11,8 @@ use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
+use super::topology::{self, Names};
 use crate::config::AmqpConfig;
-use crate::messaging::topology::{self, Names};
 
 /// How long to wait for the broker before giving up on one attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
