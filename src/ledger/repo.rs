@@ -1,7 +1,9 @@
 //! Every SQL statement of the ledger: reservations, payments, bookings, refunds. Each state
 //! change is a guarded `update ... where status = <expected>` that reports whether it won, so
 //! two processes can never both move one row (docs/DESIGN.md, "The ledger"). Functions take
-//! `&mut PgConnection`, so the caller owns the transaction.
+//! `&mut PgConnection`, so the caller owns the transaction. The statements of the booking
+//! transaction are public constants, so the benchmark's pgbench script is built from exactly
+//! what the worker runs ([`BOOKING_TRANSACTION`]).
 
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection};
@@ -160,6 +162,10 @@ pub async fn reservation_seats(conn: &mut PgConnection, id: Uuid) -> Result<Vec<
     .await
 }
 
+/// The guarded move of a reservation: `$1` id, `$2` from, `$3` to, `$4` reason (or null).
+pub const MOVE_RESERVATION: &str = r#"update reservations set status = $3, failure_reason = coalesce($4, failure_reason), updated_at = now()
+            where id = $1 and status = $2"#;
+
 /// Moves a reservation from `from` to `to`; `false` when it was not in `from`.
 #[tracing::instrument(skip_all, fields(reservation.id = %id, ?from, ?to))]
 pub async fn move_reservation(
@@ -169,16 +175,7 @@ pub async fn move_reservation(
     to: ReservationStatus,
     reason: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        r#"update reservations set status = $3, failure_reason = coalesce($4, failure_reason), updated_at = now()
-            where id = $1 and status = $2"#,
-    )
-    .bind(id)
-    .bind(from)
-    .bind(to)
-    .bind(reason)
-    .execute(conn)
-    .await?;
+    let done = sqlx::query(MOVE_RESERVATION).bind(id).bind(from).bind(to).bind(reason).execute(conn).await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -358,6 +355,11 @@ pub const INSERT_BOOKING: &str = r#"insert into bookings (id, reservation_id, us
 /// when any seat is already sold.
 pub const INSERT_BOOKED_SEATS: &str = r#"insert into booked_seats (showtime_id, seat_id, booking_id)
            select $1, seat_id, $2 from unnest($3::uuid[]) as t(seat_id)"#;
+
+/// The statements of the payment worker's booking transaction, in the order it runs them
+/// (`finalise` in `charge.rs`), with the outbox row of its booking event last.
+pub const BOOKING_TRANSACTION: [&str; 5] =
+    [SUCCEED_PAYMENT, MOVE_RESERVATION, INSERT_BOOKING, INSERT_BOOKED_SEATS, crate::messaging::outbox::STAGE];
 
 #[tracing::instrument(skip_all, fields(reservation.id = %r.id))]
 pub async fn insert_booking(

@@ -69,12 +69,16 @@ impl Message for PaymentTask {
     }
 }
 
+/// The statement that stages a message: `$1` message id, `$2` routing key, `$3` JSON payload.
+pub const STAGE: &str =
+    "insert into outbox (message_id, routing_key, payload) values ($1, $2, $3) on conflict do nothing";
+
 /// Writes `message` into the outbox, inside the caller's transaction.
 #[tracing::instrument(skip_all, fields(message.id = %message.message_id()))]
 pub async fn stage(conn: &mut PgConnection, message: &impl Message) -> Result<Staged, sqlx::Error> {
     let payload = serde_json::to_value(message).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let staged = Staged { message_id: message.message_id(), routing_key: message.routing_key(), payload };
-    sqlx::query("insert into outbox (message_id, routing_key, payload) values ($1, $2, $3) on conflict do nothing")
+    sqlx::query(STAGE)
         .bind(staged.message_id)
         .bind(&staged.routing_key)
         .bind(Json(&staged.payload))
