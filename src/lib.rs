@@ -1,7 +1,7 @@
 //! seatgate: a ticket-booking backend. Seats are held atomically in Redis, paid for
 //! asynchronously through RabbitMQ, and booked in PostgreSQL, the source of truth.
 //!
-//! This crate is the API server and the domain code the workers share; see DESIGN.md.
+//! This crate is the API server and the domain code the workers share; see docs/DESIGN.md.
 
 pub mod auth;
 pub mod catalog;
@@ -14,6 +14,7 @@ pub mod infra;
 pub mod invariants;
 pub mod live;
 pub mod messaging;
+pub mod metrics_listener;
 pub mod openapi;
 pub mod ops;
 pub mod paging;
