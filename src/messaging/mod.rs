@@ -1,5 +1,5 @@
 //! RabbitMQ: the topology every process declares, the versioned messages, and publishing with
-//! publisher confirms. Business logic stays free of AMQP (DESIGN.md §5).
+//! publisher confirms. Business logic stays free of AMQP (docs/DESIGN.md §5).
 
 pub mod messages;
 pub mod outbox;

@@ -1,4 +1,4 @@
-//! The transactional outbox of booking events (DESIGN.md §2 invariant 6, "nothing lost", for
+//! The transactional outbox of booking events (docs/DESIGN.md §2 invariant 6, "nothing lost", for
 //! notifications). [`stage`] writes an event inside the caller's transaction, so it exists if
 //! and only if the state change it reports committed; [`deliver`] publishes it right after the
 //! commit and deletes the row; [`relay`] (run by the sweeper) publishes whatever a broker
