@@ -28,7 +28,7 @@ throwaway_api_stop() {
       >/dev/null 2>&1 || true
     if command -v redis-cli >/dev/null 2>&1; then
       redis-cli -h 127.0.0.1 --scan --pattern "$throwaway_api_run:*" \
-        | xargs -r redis-cli -h 127.0.0.1 unlink >/dev/null 2>&1 || true
+        | xargs -r -d '\n' redis-cli -h 127.0.0.1 unlink >/dev/null 2>&1 || true
     fi
     throwaway_api_run=""
   fi
