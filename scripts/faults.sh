@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The fault suite (DESIGN.md §2, issue 6; docs/RELIABILITY.md). Runs a sale through seatgate-lb in
+# The fault suite (docs/DESIGN.md §2, issue 6; docs/RELIABILITY.md). Runs a sale through seatgate-lb in
 # front of two API instances, with the workers and the sweeper running, and during it injects one
 # fault at a time:
 #   none       no fault (the baseline the other rows compare with)

@@ -2,7 +2,8 @@
 # Starts seatgate on this machine with demo data: checks (and starts) PostgreSQL, Redis and
 # RabbitMQ, builds the release binaries, migrates, loads the demo catalog, then runs two API
 # instances, the workers and seatgate-lb in front of the APIs, and prints where to find them.
-# Ctrl-C stops everything (gracefully: the lb drains, the APIs report not-ready first).
+# Ctrl-C stops everything (gracefully: the lb drains, the APIs report not-ready first); a
+# process that exits by itself is named, and the others are stopped. Logs: target/up/*.log.
 #   SEATGATE_UP_INSTANCES=3 scripts/up.sh     more API instances
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,7 @@ export SEATGATE_SHUTDOWN_GRACE_MS="${SEATGATE_SHUTDOWN_GRACE_MS:-1500}"
 instances="${SEATGATE_UP_INSTANCES:-2}"
 lb_listen="${SEATGATE_LB_LISTEN:-127.0.0.1:8000}"
 lb_admin="${SEATGATE_LB_ADMIN_LISTEN:-127.0.0.1:9090}"
+workers_metrics="${SEATGATE_WORKERS_METRICS_LISTEN:-127.0.0.1:9100}"
 bin=target/release
 mkdir -p target/up
 
@@ -29,27 +31,45 @@ $bin/seatgate migrate
 $bin/seatgate seed-demo
 
 pids=()
-stop() {
-  trap - INT TERM EXIT
-  echo "stopping..."
+names=()
+stopping=""
+# Stops every process started here, gracefully (SIGTERM: the lb drains, the APIs report
+# not-ready first), and waits for them.
+stop_all() {
+  [ -n "$stopping" ] && return 0
+  stopping=1
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
-trap stop INT TERM EXIT
+on_request() {
+  trap - INT TERM
+  echo
+  echo "stopping on request: draining seatgate-lb, the API instances and the workers..."
+  stop_all
+  echo "stopped."
+  exit 0
+}
+trap on_request INT TERM
+trap stop_all EXIT
+# start NAME LOG COMMAND...: runs one process in the background, its output in LOG.
+start() {
+  local name=$1 log=$2
+  shift 2
+  "$@" >"$log" 2>&1 &
+  pids+=($!)
+  names+=("$name (log: $log)")
+}
 
 upstreams=()
 for i in $(seq 1 "$instances"); do
   port=$((8080 + i))
-  SEATGATE_LISTEN="127.0.0.1:$port" $bin/seatgate serve >"target/up/api-$i.log" 2>&1 &
-  pids+=($!)
+  start "API instance $i" "target/up/api-$i.log" env SEATGATE_LISTEN="127.0.0.1:$port" $bin/seatgate serve
   upstreams+=("http://127.0.0.1:$port")
 done
-$bin/seatgate-workers all >target/up/workers.log 2>&1 &
-pids+=($!)
-SEATGATE_LB_LISTEN="$lb_listen" SEATGATE_LB_ADMIN_LISTEN="$lb_admin" \
-  SEATGATE_LB_UPSTREAMS="$(IFS=,; echo "${upstreams[*]}")" SEATGATE_LB_STRATEGY=least_conn \
-  $bin/seatgate-lb >target/up/lb.log 2>&1 &
-pids+=($!)
+start "seatgate-workers" target/up/workers.log env SEATGATE_WORKERS_METRICS_LISTEN="$workers_metrics" \
+  $bin/seatgate-workers all
+start "seatgate-lb" target/up/lb.log env SEATGATE_LB_LISTEN="$lb_listen" SEATGATE_LB_ADMIN_LISTEN="$lb_admin" \
+  SEATGATE_LB_UPSTREAMS="$(IFS=,; echo "${upstreams[*]}")" SEATGATE_LB_STRATEGY=least_conn $bin/seatgate-lb
 
 for _ in $(seq 1 120); do
   curl -fsS "http://$lb_listen/health/ready" >/dev/null 2>&1 && break
@@ -67,12 +87,18 @@ cat <<MSG
     showtimes    curl http://${lb_listen}/api/v1/showtimes
     API docs     http://${lb_listen}/docs/
     health       http://${lb_listen}/health/ready
-    API metrics  http://${lb_listen}/metrics        lb metrics  http://${lb_admin}/metrics
+    metrics      API http://${lb_listen}/metrics   workers http://${workers_metrics}/metrics   lb http://${lb_admin}/metrics
   demo user      demo@seatgate.local / demo-password
   admin          ${SEATGATE_ADMIN_EMAIL} / ${SEATGATE_ADMIN_PASSWORD}
   logs           target/up/
   Ctrl-C stops everything.
 
 MSG
+# Only a process ending by itself gets past this wait (Ctrl-C and SIGTERM go to on_request).
 wait -n "${pids[@]}" || true
-echo "a process exited; see target/up/*.log" >&2
+for i in "${!pids[@]}"; do
+  if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+    echo "error: ${names[$i]} exited by itself; stopping the others" >&2
+  fi
+done
+exit 1

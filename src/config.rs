@@ -1,8 +1,9 @@
 //! Typed configuration from `SEATGATE_*` environment variables.
 //!
-//! Every setting has a default that works against the local services of DESIGN.md §8; a value
-//! that does not parse stops start-up with an error naming the variable. Tests build `Config`
-//! values directly and never touch the process environment.
+//! Every setting has a default that works against the local services of docs/DESIGN.md §8; a
+//! value that does not parse stops start-up with an error naming the variable. Tests build
+//! `Config` values directly and never touch the process environment. README.md's settings table
+//! lists every variable read here (tests/api/docs.rs checks that the two agree).
 
 use std::env::VarError;
 use std::fmt;
@@ -158,6 +159,10 @@ pub struct WorkerConfig {
     /// `SEATGATE_STUCK_PAYMENT_SECS`: a payment left `charging` (once its reservation stopped
     /// waiting) or `refunding` this long after its last change is settled by the reconciler.
     pub stuck_payment_after: Duration,
+    /// `SEATGATE_WORKERS_METRICS_LISTEN` (127.0.0.1:9100; `off` disables it): where
+    /// `seatgate-workers` serves `GET /metrics`, so what the workers record is scraped where it
+    /// is recorded. `seatgate all-in-one` ignores it: its API's `/metrics` has everything.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `SEATGATE_LOG_FORMAT`
@@ -223,7 +228,7 @@ impl<const N: usize> Env for [(&str, &str); N] {
     }
 }
 
-/// Defaults of DESIGN.md §8.
+/// Defaults of docs/DESIGN.md §8.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/seatgate";
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -308,6 +313,11 @@ impl Config {
             payment_max_attempts: positive(env, "SEATGATE_PAYMENT_MAX_ATTEMPTS", 5)?,
             payment_retry_base: Duration::from_millis(positive(env, "SEATGATE_PAYMENT_RETRY_BASE_MS", 1000)?),
             stuck_payment_after: Duration::from_secs(positive(env, "SEATGATE_STUCK_PAYMENT_SECS", 30)?),
+            metrics_listen: listen_or_off(
+                env,
+                "SEATGATE_WORKERS_METRICS_LISTEN",
+                SocketAddr::from(([127, 0, 0, 1], 9100)),
+            )?,
         };
         let live = LiveConfig {
             max_connections: positive(env, "SEATGATE_SSE_MAX_CONNECTIONS", 10_000)?,
@@ -351,6 +361,17 @@ where
         bail!("invalid value for {key}: must be greater than 0");
     }
     Ok(value)
+}
+
+/// A socket address, or `None` for `off`.
+fn listen_or_off(env: &dyn Env, key: &str, default: SocketAddr) -> anyhow::Result<Option<SocketAddr>> {
+    match opt(env, key)? {
+        Some(raw) if raw.trim().eq_ignore_ascii_case("off") => Ok(None),
+        Some(raw) => {
+            raw.trim().parse().map(Some).with_context(|| format!("invalid value for {key}: {raw:?} (host:port or off)"))
+        }
+        None => Ok(Some(default)),
+    }
 }
 
 fn url_var(env: &dyn Env, key: &str, default: &str, schemes: &[&str]) -> anyhow::Result<Secret> {
@@ -414,6 +435,16 @@ mod tests {
 
         let err = Config::from_source(&[("SEATGATE_HOLD_TTL_SECS", "0")]).expect_err("zero");
         assert!(format!("{err:#}").contains("SEATGATE_HOLD_TTL_SECS"), "{err:#}");
+    }
+
+    #[test]
+    fn the_workers_metrics_listener_defaults_to_loopback_and_can_be_turned_off() {
+        let default = Config::from_source(&[]).expect("defaults are valid");
+        assert_eq!(default.workers.metrics_listen, Some(SocketAddr::from(([127, 0, 0, 1], 9100))));
+        let off = Config::from_source(&[("SEATGATE_WORKERS_METRICS_LISTEN", "off")]).expect("off is valid");
+        assert_eq!(off.workers.metrics_listen, None);
+        let err = Config::from_source(&[("SEATGATE_WORKERS_METRICS_LISTEN", "9100")]).expect_err("no host");
+        assert!(format!("{err:#}").contains("SEATGATE_WORKERS_METRICS_LISTEN"), "{err:#}");
     }
 
     #[test]

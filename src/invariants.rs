@@ -1,5 +1,5 @@
 //! The invariant checker (`seatgate check-invariants`): reads PostgreSQL and Redis after a sale
-//! has settled and reports every breach of the invariants (docs/DESIGN.md, "Invariants"). The
+//! has settled and reports every breach of the invariants (docs/DESIGN.md §2). The
 //! fault suite runs it after each fault; anyone can run it against a live deployment. It only
 //! reads.
 

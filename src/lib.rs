@@ -15,6 +15,7 @@ pub mod invariants;
 pub mod ledger;
 pub mod live;
 pub mod messaging;
+pub mod metrics_listener;
 pub mod openapi;
 pub mod ops;
 pub mod paging;

@@ -22,8 +22,8 @@ enum Command {
     Migrate,
     /// Load the demo catalog and demo accounts (idempotent).
     SeedDemo,
-    /// Check the invariants of DESIGN.md §2 against PostgreSQL and Redis; prints a JSON report
-    /// and exits non-zero on any violation.
+    /// Check the invariants of docs/DESIGN.md §2 against PostgreSQL and Redis; prints a JSON
+    /// report and exits non-zero on any violation. Writes nothing: a missing database is an error.
     CheckInvariants {
         /// Seconds a pending reservation may be past its deadline (sweeper interval + slack).
         #[arg(long, default_value_t = 30)]
@@ -71,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::CheckInvariants { slack_secs } => {
-            let db = infra::db::connect(&config.database).await?;
+            let db = infra::db::connect_existing(&config.database).await?;
             let redis = infra::redis::pool(&config.redis)?;
             let state = seatgate::state::AppState::new(config, db, redis);
             let report = seatgate::invariants::check(&state, slack_secs).await?;

@@ -21,10 +21,14 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 const DEFAULT_FILTER: &str = "info,sqlx=warn,lapin=warn,actix_server=warn";
 
-/// Installs the global subscriber. `RUST_LOG` overrides the default filter.
+/// Installs the global subscriber (writing to stdout). `RUST_LOG` overrides the default filter.
+/// Colours only when stdout is a terminal: a log file or pipe gets plain text.
 pub fn init(service: &'static str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let result = match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
         LogFormat::Pretty => builder.compact().try_init(),

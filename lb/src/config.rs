@@ -1,7 +1,7 @@
 //! Typed settings for seatgate-lb, read once at start-up.
 //!
 //! Every setting is a `SEATGATE_LB_*` environment variable with a default that works on a laptop
-//! (DESIGN.md §7). `SEATGATE_LB_CONFIG` may name a TOML file whose keys are the same names without
+//! (docs/DESIGN.md §7). `SEATGATE_LB_CONFIG` may name a TOML file whose keys are the same names without
 //! the prefix, in lower case (`upstreams = ["http://127.0.0.1:8080"]`, `strategy = "least_conn"`);
 //! an environment variable always overrides the file. Both go through one parser, so a bad value
 //! stops start-up with a message naming the variable (or the file key) that holds it.

@@ -1,4 +1,4 @@
-//! seatgate-lb: the reverse proxy in front of stateless seatgate API instances (DESIGN.md §7).
+//! seatgate-lb: the reverse proxy in front of stateless seatgate API instances (docs/DESIGN.md §7).
 //!
 //! It knows nothing of the API: it spreads HTTP/1.1 requests over upstreams (round-robin or
 //! least-connections), keeps unhealthy ones out of the rotation (active checks plus passive

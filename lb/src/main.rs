@@ -81,10 +81,14 @@ async fn shutdown_signal() {
     }
 }
 
-/// `RUST_LOG` filters (default `info`); `SEATGATE_LOG_FORMAT=json` for JSON lines.
+/// `RUST_LOG` filters (default `info`); `SEATGATE_LOG_FORMAT=json` for JSON lines. Colours only
+/// when stderr is a terminal: a log file or pipe gets plain text.
 fn init_tracing() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if std::env::var("SEATGATE_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();
     } else {

@@ -1,4 +1,4 @@
-//! HTTP of the catalog, at the paths of DESIGN.md §6. GETs are public; writes need an admin.
+//! HTTP of the catalog, at the paths of docs/DESIGN.md §6. GETs are public; writes need an admin.
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use uuid::Uuid;

@@ -1,4 +1,4 @@
-//! The seat-lock gateway: atomic multi-seat holds in Redis (DESIGN.md §2 invariants 2 and 3,
+//! The seat-lock gateway: atomic multi-seat holds in Redis (docs/DESIGN.md §2 invariants 2 and 3,
 //! §3). A hold takes all its seats or none in one Lua script, expires by Redis' clock, and is
 //! visible to its owner only. The seat map combines the immutable layout (cached in process)
 //! with one Redis round trip for status, shared for a moment by every reader of the showtime

@@ -1,5 +1,6 @@
 //! The PostgreSQL pool. The database named in the URL is created when missing, and the
-//! embedded migrations bring its schema up to date.
+//! embedded migrations bring its schema up to date; tools that only read (the invariant checker)
+//! use [`connect_existing`], which never creates anything.
 
 use std::str::FromStr;
 
@@ -24,6 +25,19 @@ pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<PgPool> {
         }
     }
     let options = PgConnectOptions::from_str(url).context("invalid SEATGATE_DATABASE_URL")?;
+    pool_options(config).connect_with(options).await.context("cannot connect to PostgreSQL")
+}
+
+/// Connects to a database that must already exist: a missing one is an error naming it, and
+/// nothing is created (a checker asked about a database that is not there must not make one).
+pub async fn connect_existing(config: &DatabaseConfig) -> anyhow::Result<PgPool> {
+    let url = config.url.expose();
+    let options = PgConnectOptions::from_str(url).context("invalid SEATGATE_DATABASE_URL")?;
+    let exists = Postgres::database_exists(url).await.context("cannot reach PostgreSQL (SEATGATE_DATABASE_URL)")?;
+    if !exists {
+        let name = options.get_database().unwrap_or("(default)");
+        anyhow::bail!("database {name:?} does not exist (SEATGATE_DATABASE_URL); nothing to check");
+    }
     pool_options(config).connect_with(options).await.context("cannot connect to PostgreSQL")
 }
 

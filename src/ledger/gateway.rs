@@ -1,4 +1,4 @@
-//! The payment gateway, behind a trait. The simulated one (DESIGN.md §6) answers by token:
+//! The payment gateway, behind a trait. The simulated one (docs/DESIGN.md §6) answers by token:
 //! `tok_ok` succeeds, `tok_declined` is declined, `tok_error` always fails transiently, and
 //! `tok_flaky_N` fails transiently N times and then succeeds. It is idempotent by payment id,
 //! like a real gateway honouring an idempotency key: charging the same payment twice returns the

@@ -1,5 +1,5 @@
 //! The ledger: reservations, payments, bookings and refunds, the money side of seatgate
-//! (invariants 4 to 6 and 8; docs/DESIGN.md, "The ledger"). Its state changes are typed
+//! (invariants 4 to 6 and 8; docs/DESIGN.md §9). Its state changes are typed
 //! functions over guarded SQL in [`repo`]; checkout, the payment worker and the sweeper call
 //! them. Money moves only after its guard is won: `initiated -> charging` before a charge,
 //! `... -> refunding` before a refund. Every message it causes (payment and refund tasks,

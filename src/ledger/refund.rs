@@ -1,4 +1,4 @@
-//! The one way money goes back (invariant 8; docs/DESIGN.md, "The ledger"). Three steps, each
+//! The one way money goes back (invariant 8; docs/DESIGN.md §9). Three steps, each
 //! safe to repeat: win the guard (`... set status = 'refunding' where status in (...)`, committed
 //! on its own), call the gateway's refund with the payment id as idempotency key, then record
 //! the outcome with the reservation's reason and a booking event. Only the winner of the guard

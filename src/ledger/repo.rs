@@ -1,6 +1,6 @@
 //! Every SQL statement of the ledger: reservations, payments, bookings, refunds. Each state
 //! change is a guarded `update ... where status = <expected>` that reports whether it won, so
-//! two processes can never both move one row (docs/DESIGN.md, "The ledger"). Functions take
+//! two processes can never both move one row (docs/DESIGN.md §9). Functions take
 //! `&mut PgConnection`, so the caller owns the transaction. The statements of the booking
 //! transaction are public constants, so the benchmark's pgbench script is built from exactly
 //! what the worker runs ([`BOOKING_TRANSACTION`]).

@@ -1,5 +1,6 @@
-//! RabbitMQ: the connection, the topology every process declares, the versioned messages, and publishing with
-//! publisher confirms, and the outbox every message goes through. Business logic stays free of AMQP (DESIGN.md §5).
+//! RabbitMQ: the connection, the topology every process declares, the versioned messages,
+//! publishing with publisher confirms, and the outbox every message goes through. Business
+//! logic stays free of AMQP (docs/DESIGN.md §5).
 
 pub mod amqp;
 pub mod messages;

@@ -1,5 +1,5 @@
-//! The transactional outbox, the one way any RabbitMQ message leaves seatgate (docs/DESIGN.md,
-//! "Messages"; invariant 6, nothing lost). [`stage`] writes a message inside the caller's
+//! The transactional outbox, the one way any RabbitMQ message leaves seatgate (docs/DESIGN.md §5;
+//! invariant 6, nothing lost). [`stage`] writes a message inside the caller's
 //! transaction, so it exists if and only if the state change that causes it committed;
 //! [`deliver`] publishes it with confirms right after the commit and deletes the row; [`relay`]
 //! (run by the sweeper) publishes whatever a broker outage or a crash left behind. Delivery is

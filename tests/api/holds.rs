@@ -1,4 +1,4 @@
-//! Holds and the seat map over HTTP: every status code of DESIGN.md §6 "Holds".
+//! Holds and the seat map over HTTP: every status code of docs/DESIGN.md §6 "Holds".
 
 use std::time::{Duration, Instant};
 

@@ -5,6 +5,8 @@
 mod auth;
 mod bookings;
 mod catalog;
+mod cli;
+mod docs;
 mod helpers;
 mod holds;
 mod invariants;

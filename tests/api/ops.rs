@@ -108,3 +108,54 @@ async fn a_request_that_finds_every_redis_slot_taken_is_shed_with_503_and_retry_
     drop(taken);
     app.get(&path, None).await.json_status(200).await;
 }
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn the_workers_metrics_listener_serves_what_the_payment_worker_records(db: PgPool) {
+    // Arrange: one paid checkout, booked by the payment worker.
+    let app = TestApp::spawn(db).await;
+    app.start_workers();
+    let show = crate::helpers::show(&app, 2).await;
+    let alice = app.new_user().await;
+    let hold_id = crate::helpers::hold(&app, &alice, &show, &[0]).await;
+    let accepted = app
+        .client
+        .post(app.url(&format!("/api/v1/holds/{hold_id}/checkout")))
+        .bearer_auth(&alice.token)
+        .header("Idempotency-Key", "metrics-1")
+        .json(&serde_json::json!({ "payment_token": "tok_ok" }))
+        .send()
+        .await
+        .expect("sent");
+    let reservation = crate::helpers::Res(accepted).json_status(202).await["reservation_id"]
+        .as_str()
+        .expect("reservation id")
+        .to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let r =
+            app.get(&format!("/api/v1/reservations/{reservation}"), Some(&alice.token)).await.json_status(200).await;
+        if r["status"] == "confirmed" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "reservation stayed {}", r["status"]);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    let listener =
+        seatgate::metrics_listener::MetricsListener::bind("127.0.0.1:0".parse().expect("addr"), stop.clone())
+            .expect("binds");
+    let base = format!("http://127.0.0.1:{}", listener.port());
+    let server = tokio::spawn(listener.run_until_stopped());
+    // Act
+    let res = app.client.get(format!("{base}/metrics")).send().await.expect("scraped");
+    let live = app.client.get(format!("{base}/health/live")).send().await.expect("probed");
+    // Assert
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"].to_str().unwrap_or_default().starts_with("text/plain"));
+    let text = res.text().await.expect("body");
+    assert!(text.contains(r#"seatgate_payments_total{outcome="confirmed"}"#), "{text}");
+    assert!(text.contains("seatgate_booking_finalisation_seconds"), "{text}");
+    assert_eq!(live.status(), 200);
+    stop.cancel();
+    server.await.expect("joined").expect("stopped cleanly");
+}

@@ -1,8 +1,10 @@
 //! seatgate-workers: the background processes of seatgate. The rules they apply live in the
-//! `seatgate` library; this binary only picks which loops to run.
+//! `seatgate` library; this binary only picks which loops to run, and serves what they record
+//! on its metrics listener (`SEATGATE_WORKERS_METRICS_LISTEN`).
 
 use clap::{Parser, ValueEnum};
 use seatgate::config::Config;
+use seatgate::metrics_listener::MetricsListener;
 use seatgate::worker::{self, Role};
 use seatgate::{startup, telemetry};
 
@@ -37,11 +39,25 @@ async fn main() -> anyhow::Result<()> {
         RoleArg::Sweeper => Role::Sweeper,
         RoleArg::All => Role::All,
     };
-    let state = startup::connect(config).await?;
     let stop = startup::shutdown_on_signal(None, std::time::Duration::ZERO);
+    // Bound before anything is recorded, and before connecting, so a taken port fails fast.
+    let metrics = match config.workers.metrics_listen {
+        Some(addr) => {
+            let listener = MetricsListener::bind(addr, stop.clone())?;
+            tracing::info!(port = listener.port(), "metrics listening on /metrics");
+            Some(tokio::spawn(listener.run_until_stopped()))
+        }
+        None => None,
+    };
+    let state = startup::connect(config).await?;
     tracing::info!(?role, "seatgate workers starting");
-    worker::run(role, state.clone(), stop).await?;
+    let result = worker::run(role, state.clone(), stop.clone()).await;
+    stop.cancel();
     state.amqp.close().await;
+    if let Some(metrics) = metrics {
+        metrics.await??;
+    }
+    result?;
     tracing::info!("seatgate workers stopped");
     Ok(())
 }
