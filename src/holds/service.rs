@@ -102,7 +102,7 @@ pub async fn redis_conn(state: &AppState) -> Result<Conn, ApiError> {
     state.redis.get().await.map_err(|e| ApiError::Unavailable(anyhow::Error::new(e).context("redis pool")))
 }
 
-fn millis_to_time(ms: i64) -> DateTime<Utc> {
+pub(crate) fn millis_to_time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
@@ -164,21 +164,7 @@ pub async fn create_hold(
         |reason: &'static str| metrics::counter!("seatgate_holds_refused_total", "reason" => reason).increment(1);
     match outcome {
         HoldOutcome::Held { expires_at_ms } => {
-            // Holds are addressed by id alone: remember their showtime, and let the sweeper
-            // know this showtime has holds. One round trip for both.
-            let index_ttl = holds.max_lifetime + Duration::from_secs(60);
-            let _: () = redis::pipe()
-                .set_options(
-                    state.keys.hold_index(params.hold_id),
-                    format!("{showtime_id}:{}", user.id),
-                    redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(index_ttl.as_millis() as u64)),
-                )
-                .ignore()
-                .sadd(state.keys.active_showtimes(), showtime_id.to_string())
-                .ignore()
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| redis_error(anyhow::Error::new(e).context("index the hold")))?;
+            index_hold(state, &mut conn, params.hold_id, showtime_id, user.id).await?;
             metrics::counter!("seatgate_holds_granted_total").increment(1);
             metrics::counter!("seatgate_seats_held_total").increment(req.seat_ids.len() as u64);
             tracing::debug!(hold.id = %params.hold_id, "seats held");
@@ -214,6 +200,31 @@ pub async fn create_hold(
         }
         HoldOutcome::Cold => Err(ApiError::Unavailable(anyhow::anyhow!("showtime cache stayed cold after warming"))),
     }
+}
+
+/// Holds are addressed by id alone: remembers a granted hold's showtime and owner, and lets the
+/// sweeper know this showtime has holds. One round trip for both.
+pub(crate) async fn index_hold(
+    state: &AppState,
+    conn: &mut Conn,
+    hold_id: Uuid,
+    showtime_id: Uuid,
+    user_id: Uuid,
+) -> Result<(), ApiError> {
+    let index_ttl = state.config.holds.max_lifetime + Duration::from_secs(60);
+    let _: () = redis::pipe()
+        .set_options(
+            state.keys.hold_index(hold_id),
+            format!("{showtime_id}:{user_id}"),
+            redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(index_ttl.as_millis() as u64)),
+        )
+        .ignore()
+        .sadd(state.keys.active_showtimes(), showtime_id.to_string())
+        .ignore()
+        .query_async(conn)
+        .await
+        .map_err(|e| redis_error(anyhow::Error::new(e).context("index the hold")))?;
+    Ok(())
 }
 
 /// Loads a showtime's meta and sold seats from PostgreSQL into Redis.

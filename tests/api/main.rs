@@ -3,6 +3,7 @@
 //! key prefix and AMQP namespace per test, so every test can run in parallel with the others.
 
 mod auth;
+mod best;
 mod bookings;
 mod catalog;
 mod helpers;
