@@ -43,7 +43,8 @@ fn keys(seed: u8, kid: &str, verify: Vec<(String, [u8; 32])>) -> TicketKeys {
 #[expect(clippy::print_stdout, reason = "the report is the program's output")]
 pub fn run(args: TicketVerifyArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.tickets > 0 && args.rounds > 0 && args.seconds > 0, "tickets, rounds and seconds must be > 0");
-    let old: Vec<TicketKeys> = (0..args.old_keys).map(|i| keys(100 + i as u8, &format!("old{i}"), Vec::new())).collect();
+    let old: Vec<TicketKeys> =
+        (0..args.old_keys).map(|i| keys(100 + i as u8, &format!("old{i}"), Vec::new())).collect();
     let verify = old.iter().map(|k| (k.kid().to_owned(), k.verifying_keys()[0].1.to_bytes())).collect();
     let current = keys(1, "current", verify);
     let showtime = Uuid::now_v7();
@@ -54,7 +55,13 @@ pub fn run(args: TicketVerifyArgs) -> anyhow::Result<()> {
         })
         .collect();
     let bundle = current.verifying_keys();
-    eprintln!("{} tickets of {} seats ({} bytes each), {} keys in the bundle", tickets.len(), args.seats, tickets[0].len(), bundle.len());
+    eprintln!(
+        "{} tickets of {} seats ({} bytes each), {} keys in the bundle",
+        tickets.len(),
+        args.seats,
+        tickets[0].len(),
+        bundle.len()
+    );
     let mut rates = Vec::with_capacity(args.rounds);
     for round in 1..=args.rounds {
         let deadline = Instant::now() + Duration::from_secs(args.seconds);
@@ -69,7 +76,10 @@ pub fn run(args: TicketVerifyArgs) -> anyhow::Result<()> {
             }
         }
         let rate = verified as f64 / started.elapsed().as_secs_f64();
-        println!("round {round:>2}  verifications/s {rate:>10.0}  ({verified} in {:.2} s)", started.elapsed().as_secs_f64());
+        println!(
+            "round {round:>2}  verifications/s {rate:>10.0}  ({verified} in {:.2} s)",
+            started.elapsed().as_secs_f64()
+        );
         rates.push(rate);
     }
     rates.sort_by(f64::total_cmp);

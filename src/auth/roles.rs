@@ -3,8 +3,8 @@
 //! extractors read the current role from PostgreSQL (through a cache of
 //! `SEATGATE_ACCOUNT_CACHE_MS`), not the one in the token.
 
-use actix_web::web::{self, Json};
 use actix_web::put;
+use actix_web::web::{self, Json};
 use serde::Deserialize;
 use sqlx::PgConnection;
 use uuid::Uuid;

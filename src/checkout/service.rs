@@ -337,7 +337,10 @@ pub async fn get_booking(state: &AppState, user: AuthUser, id: Uuid) -> Result<B
         .bind(user.id)
         .fetch_optional(&state.db)
         .await?
-        .map(|b| Booking { ticket: Some(state.tickets.ticket(&b.ticket_code, b.id, b.showtime_id, &b.seat_ids, b.created_at)), ..b })
+        .map(|b| Booking {
+            ticket: Some(state.tickets.ticket(&b.ticket_code, b.id, b.showtime_id, &b.seat_ids, b.created_at)),
+            ..b
+        })
         .ok_or(NO_BOOKING)
 }
 

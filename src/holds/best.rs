@@ -58,14 +58,21 @@ impl TryFrom<HoldBody> for HoldChoice {
         match (body.seat_ids, body.best_available) {
             (Some(seat_ids), None) => Ok(Self::Seats(HoldRequest { seat_ids })),
             (None, Some(best)) => Ok(Self::Best(best)),
-            (Some(_), Some(_)) => Err(ApiError::invalid("best_available", "name either seat_ids or best_available, not both")),
+            (Some(_), Some(_)) => {
+                Err(ApiError::invalid("best_available", "name either seat_ids or best_available, not both"))
+            }
             (None, None) => Err(ApiError::invalid("seat_ids", "name the seats (seat_ids) or ask for best_available")),
         }
     }
 }
 
 /// Holds a request's seats: named ones through `hold.lua`, best available through `best.lua`.
-pub async fn create_hold(state: &AppState, user: AuthUser, showtime_id: Uuid, body: HoldBody) -> Result<Hold, ApiError> {
+pub async fn create_hold(
+    state: &AppState,
+    user: AuthUser,
+    showtime_id: Uuid,
+    body: HoldBody,
+) -> Result<Hold, ApiError> {
     match HoldChoice::try_from(body) {
         Ok(HoldChoice::Seats(req)) => service::create_hold(state, user, showtime_id, req).await,
         Ok(HoldChoice::Best(best)) => create_best_hold(state, user, showtime_id, best).await,

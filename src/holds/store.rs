@@ -371,11 +371,16 @@ pub async fn warm(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BestOutcome {
     /// These seats (adjacent, in seat order) were picked and are now held.
-    Held { expires_at_ms: i64, seats: Vec<Uuid> },
+    Held {
+        expires_at_ms: i64,
+        seats: Vec<Uuid>,
+    },
     /// No block of that many adjacent free seats (of the category) is left.
     NoBlock,
     /// The user already holds this many seats of the showtime.
-    OverLimit { held: u32 },
+    OverLimit {
+        held: u32,
+    },
     Closed(Closed),
     /// Cached showtime data or layout missing in Redis: warm both and try again.
     Cold,

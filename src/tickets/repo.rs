@@ -107,7 +107,11 @@ pub async fn claim_nonce(conn: &mut PgConnection, nonce: &str, scanned_by: Uuid)
 
 #[tracing::instrument(skip_all)]
 pub async fn save_nonce_result(conn: &mut PgConnection, nonce: &str, result: &Value) -> Result<(), sqlx::Error> {
-    sqlx::query("update checkin_nonces set result = $2 where nonce = $1").bind(nonce).bind(result).execute(conn).await?;
+    sqlx::query("update checkin_nonces set result = $2 where nonce = $1")
+        .bind(nonce)
+        .bind(result)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

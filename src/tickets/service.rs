@@ -132,15 +132,15 @@ pub async fn resolve_ticket(state: &AppState, raw: &str) -> Result<DoorBooking, 
     let mut conn = state.db.acquire().await?;
     if raw.starts_with(sign::PREFIX) && raw.contains('.') {
         let claims = state.tickets.verify(raw).map_err(|e| ApiError::InvalidTicket(e.to_string()))?;
-        let booking = repo::find_booking(&mut conn, claims.booking_id).await?.ok_or_else(|| invalid("unknown ticket"))?;
+        let booking =
+            repo::find_booking(&mut conn, claims.booking_id).await?.ok_or_else(|| invalid("unknown ticket"))?;
         // Signed by a key of ours yet not matching the booking: another deployment's ticket.
         if booking.showtime_id != claims.showtime_id || booking.seat_ids != claims.seat_ids {
             return Err(invalid("unknown ticket"));
         }
         return Ok(booking);
     }
-    let plausible_code =
-        (1..=64).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let plausible_code = (1..=64).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     if !plausible_code {
         return Err(invalid("not a ticket: expected a signed ticket or a ticket code"));
     }
@@ -174,7 +174,8 @@ pub async fn check_in_with(
     let booking = match resolve_ticket(state, &req.ticket).await {
         Ok(booking) => booking,
         Err(e) => {
-            metrics::counter!("seatgate_checkins_total", "outcome" => "invalid_ticket", "source" => "online").increment(1);
+            metrics::counter!("seatgate_checkins_total", "outcome" => "invalid_ticket", "source" => "online")
+                .increment(1);
             return Err(e);
         }
     };
@@ -183,7 +184,8 @@ pub async fn check_in_with(
         return Err(invalid("this ticket is for another showtime"));
     }
     if booking.status == BookingStatus::Cancelled {
-        metrics::counter!("seatgate_checkins_total", "outcome" => "ticket_cancelled", "source" => "online").increment(1);
+        metrics::counter!("seatgate_checkins_total", "outcome" => "ticket_cancelled", "source" => "online")
+            .increment(1);
         return Err(ApiError::TicketCancelled);
     }
     before_claim.await;
@@ -201,7 +203,8 @@ pub async fn check_in_with(
             })
         }
         None => {
-            metrics::counter!("seatgate_checkins_total", "outcome" => "already_checked_in", "source" => "online").increment(1);
+            metrics::counter!("seatgate_checkins_total", "outcome" => "already_checked_in", "source" => "online")
+                .increment(1);
             let first = repo::find_checkin(&mut conn, booking.id)
                 .await?
                 .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a check-in lost its guard yet none is recorded")))?;

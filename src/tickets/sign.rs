@@ -139,7 +139,14 @@ impl TicketKeys {
     }
 
     /// A booking's ticket: its code and its signed form, signed as of the booking's creation.
-    pub fn ticket(&self, code: &str, booking_id: Uuid, showtime_id: Uuid, seat_ids: &[Uuid], issued_at: DateTime<Utc>) -> Ticket {
+    pub fn ticket(
+        &self,
+        code: &str,
+        booking_id: Uuid,
+        showtime_id: Uuid,
+        seat_ids: &[Uuid],
+        issued_at: DateTime<Utc>,
+    ) -> Ticket {
         Ticket { code: code.to_owned(), signed: self.sign(booking_id, showtime_id, seat_ids, issued_at) }
     }
 
@@ -238,7 +245,13 @@ mod tests {
         let got = keys.verify(&signed).expect("valid");
         assert_eq!(
             got,
-            TicketClaims { booking_id: booking, showtime_id: showtime, seat_ids: seats, issued_at: issued, kid: "door-1".into() }
+            TicketClaims {
+                booking_id: booking,
+                showtime_id: showtime,
+                seat_ids: seats,
+                issued_at: issued,
+                kid: "door-1".into()
+            }
         );
     }
 
@@ -280,7 +293,8 @@ mod tests {
     fn garbage_is_refused_without_panicking() {
         let keys = TicketKeys::new(&config(SEED_A, Some("k"), &[]));
         let long = "A".repeat(MAX_LEN + 1);
-        for input in ["", "SGT1", "SGT1...", "SGT1.k.AAAA.AAAA", "SGT1.k.!!.??", "SG-ABCD-EFGH", "SGT1.k.x.y.z", &long] {
+        for input in ["", "SGT1", "SGT1...", "SGT1.k.AAAA.AAAA", "SGT1.k.!!.??", "SG-ABCD-EFGH", "SGT1.k.x.y.z", &long]
+        {
             assert!(keys.verify(input).is_err(), "{input:?}");
         }
     }

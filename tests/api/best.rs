@@ -76,7 +76,8 @@ impl House {
                     .expect("hset");
             }
         }
-        let _: () = redis::cmd("PEXPIRE").arg(&house.keys.holds).arg(120_000).query_async(&mut conn).await.expect("ttl");
+        let _: () =
+            redis::cmd("PEXPIRE").arg(&house.keys.holds).arg(120_000).query_async(&mut conn).await.expect("ttl");
         house
     }
 
@@ -237,7 +238,9 @@ enum Cell {
 fn reference_pick(rows: &[Vec<(Cell, usize)>], count: usize, category: Option<usize>) -> Option<(usize, usize)> {
     let nrows = rows.len() as i64;
     let free = |row: &Vec<(Cell, usize)>, j: i64| j >= 0 && (j as usize) < row.len() && row[j as usize].0 == Cell::Free;
-    let mut best: Option<((usize, i64, i64, usize), (usize, usize))> = None;
+    // (stranded, row rank, seat distance, start) of the best block so far, and where it is.
+    type Score = (usize, i64, i64, usize);
+    let mut best: Option<(Score, (usize, usize))> = None;
     for (r, row) in rows.iter().enumerate() {
         let n = row.len();
         for s in 0..n.saturating_sub(count - 1) {
@@ -250,7 +253,7 @@ fn reference_pick(rows: &[Vec<(Cell, usize)>], count: usize, category: Option<us
             let stranded = usize::from(alone(left, left - 1)) + usize::from(alone(right, right + 1));
             let row_distance = (2 * r as i64 - (nrows - 1)).abs();
             // Equally near the middle: the row further back first.
-            let row_rank = row_distance * 2 + i64::from(2 * r as i64 <= nrows - 1);
+            let row_rank = row_distance * 2 + i64::from(2 * (r as i64) < nrows);
             let seat_distance = (2 * s as i64 + count as i64 - 1 - (n as i64 - 1)).abs();
             let score = (stranded, row_rank, seat_distance, s);
             if best.as_ref().is_none_or(|(b, _)| score < *b) {
@@ -279,11 +282,7 @@ async fn the_script_picks_what_the_slow_reference_picks_on_a_thousand_random_hou
             let mut line = String::new();
             let mut cat_line = String::new();
             for _ in 0..n {
-                let mark = if rng.random_bool(density) {
-                    ['X', 'H', 'E'][rng.random_range(0..3)]
-                } else {
-                    '.'
-                };
+                let mark = if rng.random_bool(density) { ['X', 'H', 'E'][rng.random_range(0..3)] } else { '.' };
                 line.push(mark);
                 cat_line.push(if mixed_categories && rng.random_bool(0.3) { 'p' } else { row_cat });
             }
@@ -302,7 +301,9 @@ async fn the_script_picks_what_the_slow_reference_picks_on_a_thousand_random_hou
             .map(|(line, cat)| {
                 line.bytes()
                     .zip(cat.bytes())
-                    .map(|(m, c)| (if matches!(m, b'.' | b'E') { Cell::Free } else { Cell::Taken }, usize::from(c == b'p')))
+                    .map(|(m, c)| {
+                        (if matches!(m, b'.' | b'E') { Cell::Free } else { Cell::Taken }, usize::from(c == b'p'))
+                    })
                     .collect()
             })
             .collect();
@@ -372,7 +373,8 @@ async fn a_best_available_hold_answers_like_a_hold_of_named_seats(db: PgPool) {
     let user = app.new_user().await;
     let path = format!("/api/v1/showtimes/{show}/holds");
     // Act
-    let body = app.post(&path, Some(&user.token), &json!({"best_available": {"count": 2}})).await.json_status(201).await;
+    let body =
+        app.post(&path, Some(&user.token), &json!({"best_available": {"count": 2}})).await.json_status(201).await;
     // Assert: the middle of the middle row, and the hold reads back like any other.
     let picked: Vec<String> = ids(&body).iter().map(|id| label(&seats, id)).collect();
     assert_eq!(picked, ["B3", "B4"]);
@@ -399,13 +401,15 @@ async fn a_layout_missing_from_redis_is_rebuilt_from_postgres(db: PgPool) {
     let (show, seats) = showtime(&app, &[("A", 6, "standard")]).await;
     let user = app.new_user().await;
     let path = format!("/api/v1/showtimes/{show}/holds");
-    let first = app.post(&path, Some(&user.token), &json!({"best_available": {"count": 2}})).await.json_status(201).await;
+    let first =
+        app.post(&path, Some(&user.token), &json!({"best_available": {"count": 2}})).await.json_status(201).await;
     assert_eq!(ids(&first).iter().map(|id| label(&seats, id)).collect::<Vec<_>>(), ["A3", "A4"]);
     let keys = app.state.keys.showtime(show.parse().expect("uuid"));
     let mut conn = app.state.redis.get().await.expect("redis");
     let _: () = redis::cmd("DEL").arg(&keys.layout).arg(&keys.sold).query_async(&mut conn).await.expect("del");
     // Act
-    let body = app.post(&path, Some(&user.token), &json!({"best_available": {"count": 2}})).await.json_status(201).await;
+    let body =
+        app.post(&path, Some(&user.token), &json!({"best_available": {"count": 2}})).await.json_status(201).await;
     // Assert: A3 and A4 are still held (the rebuilt layout and sold set agree with Redis' holds);
     // A1-A2 and A5-A6 are equally far from the middle, the left pair wins.
     assert_eq!(ids(&body).iter().map(|id| label(&seats, id)).collect::<Vec<_>>(), ["A1", "A2"]);
@@ -498,8 +502,8 @@ async fn racing_best_available_holds_never_overlap_and_all_succeed_until_the_hou
     let all: HashSet<&String> = granted.iter().flatten().collect();
     assert_eq!(all.len(), 40, "two holds shared a seat");
     for pair in &granted {
-        let a = seats.iter().find(|s| &s.2 == &pair[0]).expect("seat");
-        let b = seats.iter().find(|s| &s.2 == &pair[1]).expect("seat");
+        let a = seats.iter().find(|s| s.2 == pair[0]).expect("seat");
+        let b = seats.iter().find(|s| s.2 == pair[1]).expect("seat");
         assert_eq!((a.0.as_str(), a.1 + 1), (b.0.as_str(), b.1), "a pair is not two adjacent seats");
     }
 }
@@ -522,7 +526,10 @@ async fn racing_best_available_holds_leave_no_single_seat_stranded(db: PgPool) {
             let (app, start, path) = (app.clone(), start.clone(), format!("/api/v1/showtimes/{show}/holds"));
             tokio::spawn(async move {
                 start.wait().await;
-                app.post(&path, Some(&user.token), &json!({"best_available": {"count": 2}})).await.json_status(201).await
+                app.post(&path, Some(&user.token), &json!({"best_available": {"count": 2}}))
+                    .await
+                    .json_status(201)
+                    .await
             })
         })
         .collect();

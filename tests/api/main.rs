@@ -13,6 +13,6 @@ mod live;
 mod ops;
 mod problems;
 mod scripts;
-mod tickets;
 mod security;
+mod tickets;
 mod web;

@@ -74,7 +74,9 @@ async fn booked(app: &TestApp, user: &TestUser, show: &Show, seats: &[usize]) ->
 async fn door_user(app: &TestApp) -> TestUser {
     let user = app.new_user().await;
     let body = json!({"role": "door"});
-    let res = app.call(Method::PUT, &format!("/api/v1/users/{}/role", user.id), Some(app.admin_token.as_str()), Some(&body)).await;
+    let res = app
+        .call(Method::PUT, &format!("/api/v1/users/{}/role", user.id), Some(app.admin_token.as_str()), Some(&body))
+        .await;
     assert_eq!(res.json_status(200).await["role"], "door");
     user
 }
@@ -100,8 +102,11 @@ async fn a_booking_carries_a_signed_ticket_that_verifies_offline_with_the_bundle
     let booking = booked(&app, &user, &show, &[1, 2]).await;
     let door = door_user(&app).await;
     // Act
-    let bundle =
-        app.get(&format!("/api/v1/showtimes/{}/checkin-bundle", show.id), Some(&door.token)).await.json_status(200).await;
+    let bundle = app
+        .get(&format!("/api/v1/showtimes/{}/checkin-bundle", show.id), Some(&door.token))
+        .await
+        .json_status(200)
+        .await;
     // Assert: the bundle's keys alone verify the ticket, and it says what was booked.
     assert_eq!(booking["ticket"]["code"], booking["ticket_code"]);
     let keys: Vec<(String, ed25519_dalek::VerifyingKey)> = bundle["keys"]
@@ -158,12 +163,16 @@ async fn only_an_admin_grants_roles_and_a_new_door_role_counts_at_once(db: PgPoo
     assert_eq!(refused.code, "forbidden");
     assert_eq!(scan(&app, &staff, &signed(&booking), None).await.problem(403).await.code, "forbidden");
     // The admin grants `door`; the same token works at the door from the next request on.
-    let granted = app.call(Method::PUT, &path, Some(app.admin_token.as_str()), Some(&door)).await.json_status(200).await;
+    let granted =
+        app.call(Method::PUT, &path, Some(app.admin_token.as_str()), Some(&door)).await.json_status(200).await;
     assert_eq!((granted["id"].as_str(), granted["role"].as_str()), (Some(staff.id.to_string().as_str()), Some("door")));
     scan(&app, &staff, &signed(&booking), Some("north-1")).await.json_status(201).await;
     // Door staff grant nothing; bad roles, unknown users and the admin's own role are refused.
     let admin = json!({"role": "admin"});
-    app.call(Method::PUT, &format!("/api/v1/users/{}/role", user.id), Some(&staff.token), Some(&admin)).await.problem(403).await;
+    app.call(Method::PUT, &format!("/api/v1/users/{}/role", user.id), Some(&staff.token), Some(&admin))
+        .await
+        .problem(403)
+        .await;
     let bad = json!({"role": "superuser"});
     app.call(Method::PUT, &path, Some(app.admin_token.as_str()), Some(&bad)).await.problem(422).await;
     let nobody = format!("/api/v1/users/{}/role", Uuid::now_v7());
@@ -250,8 +259,11 @@ async fn a_cancelled_booking_is_refused_at_the_door_and_revoked_in_the_bundle(db
     let problem = scan(&app, &door, &signed(&booking), None).await.problem(410).await;
     // Assert
     assert_eq!(problem.code, "ticket_cancelled");
-    let bundle =
-        app.get(&format!("/api/v1/showtimes/{}/checkin-bundle", show.id), Some(&door.token)).await.json_status(200).await;
+    let bundle = app
+        .get(&format!("/api/v1/showtimes/{}/checkin-bundle", show.id), Some(&door.token))
+        .await
+        .json_status(200)
+        .await;
     assert_eq!(bundle["revoked"], json!([booking["id"]]));
     assert_eq!(bundle["checked_in"], json!([]));
 }
@@ -275,7 +287,8 @@ async fn forged_garbled_unknown_or_misplaced_tickets_are_422_invalid_ticket_neve
         verify_keys: Vec::new(),
     });
     let forged = stranger.sign(id(&booking["id"]), show.id.parse().expect("uuid"), &[], chrono::Utc::now());
-    let unknown_booking = app.state.tickets.sign(Uuid::now_v7(), show.id.parse().expect("uuid"), &[], chrono::Utc::now());
+    let unknown_booking =
+        app.state.tickets.sign(Uuid::now_v7(), show.id.parse().expect("uuid"), &[], chrono::Utc::now());
     let cases: Vec<Value> = vec![
         json!({"ticket": ""}),
         json!({"ticket": "garbage"}),
@@ -325,9 +338,13 @@ async fn a_ticket_of_a_rotated_out_key_checks_in_while_that_key_is_listed_for_ve
     // Assert: accepted, new tickets carry the new key id, the bundle lists both keys.
     assert_eq!(checked["booking_id"], booking["id"]);
     assert!(signed(&booking).starts_with("SGT1.2026-12."));
-    let bundle =
-        app.get(&format!("/api/v1/showtimes/{}/checkin-bundle", show.id), Some(&door.token)).await.json_status(200).await;
-    let kids: Vec<&str> = bundle["keys"].as_array().expect("keys").iter().map(|k| k["kid"].as_str().expect("kid")).collect();
+    let bundle = app
+        .get(&format!("/api/v1/showtimes/{}/checkin-bundle", show.id), Some(&door.token))
+        .await
+        .json_status(200)
+        .await;
+    let kids: Vec<&str> =
+        bundle["keys"].as_array().expect("keys").iter().map(|k| k["kid"].as_str().expect("kid")).collect();
     assert_eq!(kids, ["2026-12", "2026-11"]);
     assert_eq!(bundle["checked_in"], json!([booking["id"]]));
 }
@@ -362,7 +379,12 @@ async fn an_offline_batch_counts_each_nonce_once_and_reports_conflicts_per_scan(
     let again = app.post("/api/v1/checkins/batch", Some(&door.token), &batch).await.json_status(200).await;
     // Assert
     let outcomes = |v: &Value| -> Vec<String> {
-        v["results"].as_array().expect("results").iter().map(|r| r["outcome"].as_str().expect("outcome").to_owned()).collect()
+        v["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|r| r["outcome"].as_str().expect("outcome").to_owned())
+            .collect()
     };
     let expected = ["checked_in", "already_checked_in", "checked_in", "ticket_cancelled", "invalid_ticket"];
     assert_eq!(outcomes(&first), expected);
@@ -400,6 +422,7 @@ async fn a_malformed_batch_is_refused_whole_naming_each_bad_field(db: PgPool) {
     assert_eq!(fields, ["scans[0].nonce", "scans[1].gate"]);
     let ok = json!({"scans": [{"ticket": "x", "scanned_at": at, "nonce": "n"}]});
     app.post("/api/v1/checkins/batch", Some(&user.token), &ok).await.problem(403).await;
-    let nonces: i64 = sqlx::query_scalar("select count(*) from checkin_nonces").fetch_one(&app.state.db).await.expect("count");
+    let nonces: i64 =
+        sqlx::query_scalar("select count(*) from checkin_nonces").fetch_one(&app.state.db).await.expect("count");
     assert_eq!(nonces, 0);
 }
