@@ -568,7 +568,7 @@ async function bookingsView() {
         say(errorText(e));
       }
     } }, `Cancel booking ${b.ticket_code}`);
-    const qr = b.status === 'confirmed' ? h('img', { class: 'qr', alt: `QR code of ticket ${b.ticket_code}`, width: '160', height: '160' }) : null;
+    const qr = b.status === 'confirmed' ? h('img', { class: 'qr', alt: `QR code of ticket ${b.ticket_code}`, width: '224', height: '224' }) : null;
     if (qr) {
       // The SVG needs the token, so it is fetched, then shown as a data: URL (the page's CSP
       // allows data: images and nothing else from outside).
