@@ -10,6 +10,7 @@
 --   users   hash  user_id -> number of seats the user holds
 --   sold    set   sold seat ids, plus the marker "_" once rebuilt from PostgreSQL
 --   meta    hash  {starts_at = ms, status = "scheduled"|"cancelled"}, cached from PostgreSQL
+--   layout  hash  the seat layout in the form best.lua scans (see its header)
 
 -- Redis' clock in milliseconds: every expiry decision uses it, never the caller's clock.
 local function now_ms()

@@ -15,6 +15,8 @@ cargo build --release --locked --workspace --bins
 # One secret for every instance (a token from one is valid on all); made for this run unless
 # set. Set SEATGATE_JWT_SECRET yourself to keep tokens valid across restarts.
 export SEATGATE_JWT_SECRET="${SEATGATE_JWT_SECRET:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
+# Likewise one ticket signing key, so a ticket signed by one instance verifies on all.
+export SEATGATE_TICKET_SIGNING_KEY="${SEATGATE_TICKET_SIGNING_KEY:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
 export SEATGATE_ADMIN_EMAIL="${SEATGATE_ADMIN_EMAIL:-admin@seatgate.local}"
 export SEATGATE_ADMIN_PASSWORD="${SEATGATE_ADMIN_PASSWORD:-admin-password}"
 # An instance reports not-ready this long before it stops listening, so the lb (checking every

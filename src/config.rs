@@ -24,6 +24,7 @@ pub struct Config {
     pub holds: HoldConfig,
     pub workers: WorkerConfig,
     pub live: LiveConfig,
+    pub tickets: TicketConfig,
     pub log_format: LogFormat,
 }
 
@@ -140,6 +141,95 @@ pub struct LiveConfig {
     /// `SEATGATE_SSE_BUFFER`: seat changes queued per showtime for a slow client; one that
     /// falls further behind gets a fresh snapshot instead.
     pub buffer: usize,
+}
+
+/// Signed tickets (see docs/TICKETS.md).
+#[derive(Clone, Debug)]
+pub struct TicketConfig {
+    /// `SEATGATE_TICKET_SIGNING_KEY`: the Ed25519 seed (32 bytes as 64 hex digits or base64)
+    /// that signs tickets; random (with a warning) when unset.
+    pub signing_seed: SecretKey,
+    /// True when the seed was generated because none was configured.
+    pub signing_key_generated: bool,
+    /// `SEATGATE_TICKET_KEY_ID`: the key id written into tickets; derived from the public key
+    /// when unset.
+    pub key_id: Option<String>,
+    /// `SEATGATE_TICKET_VERIFY_KEYS`: more public keys whose tickets are accepted (rotation),
+    /// comma-separated `kid:key`, each key 32 bytes as hex or base64.
+    pub verify_keys: Vec<(String, [u8; 32])>,
+}
+
+/// 32 bytes of key material whose `Debug` never shows them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretKey([u8; 32]);
+
+impl SecretKey {
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+    /// The key itself; keep it out of logs.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// 32 bytes written as 64 hex digits or as base64 (standard or URL-safe, padded or not).
+pub fn decode_key32(raw: &str) -> Option<[u8; 32]> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let raw = raw.trim();
+    let bytes = if raw.len() == 64 && raw.bytes().all(|b| b.is_ascii_hexdigit()) {
+        hex::decode(raw).ok()?
+    } else {
+        [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD].iter().find_map(|e| e.decode(raw).ok())?
+    };
+    bytes.try_into().ok()
+}
+
+/// A key id: 1 to 32 of `[A-Za-z0-9_-]` (it travels inside the ticket, between dots).
+pub fn valid_key_id(kid: &str) -> bool {
+    (1..=32).contains(&kid.len()) && kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn ticket_config(env: &dyn Env) -> anyhow::Result<TicketConfig> {
+    let (signing_seed, signing_key_generated) = match opt(env, "SEATGATE_TICKET_SIGNING_KEY")? {
+        Some(raw) => (
+            SecretKey(decode_key32(&raw).context(
+                "invalid value for SEATGATE_TICKET_SIGNING_KEY: expected a 32-byte Ed25519 seed as 64 hex digits or base64",
+            )?),
+            false,
+        ),
+        None => {
+            use rand::Rng;
+            (SecretKey(rand::rng().random()), true)
+        }
+    };
+    let key_id = opt(env, "SEATGATE_TICKET_KEY_ID")?.map(|k| k.trim().to_owned());
+    if let Some(kid) = &key_id
+        && !valid_key_id(kid)
+    {
+        bail!("invalid value for SEATGATE_TICKET_KEY_ID: use 1-32 of [A-Za-z0-9_-]");
+    }
+    let mut verify_keys = Vec::new();
+    for entry in opt(env, "SEATGATE_TICKET_VERIFY_KEYS")?.unwrap_or_default().split(',').map(str::trim) {
+        if entry.is_empty() {
+            continue;
+        }
+        let bad = || format!("invalid value for SEATGATE_TICKET_VERIFY_KEYS: {entry:?} is not `kid:public-key`");
+        let (kid, key) = entry.split_once(':').with_context(bad)?;
+        let key = decode_key32(key).with_context(bad)?;
+        if !valid_key_id(kid) || ed25519_dalek::VerifyingKey::from_bytes(&key).is_err() {
+            bail!(bad());
+        }
+        verify_keys.push((kid.to_owned(), key));
+    }
+    Ok(TicketConfig { signing_seed, signing_key_generated, key_id, verify_keys })
 }
 
 /// Background work.
@@ -324,8 +414,9 @@ impl Config {
             heartbeat: Duration::from_millis(positive(env, "SEATGATE_SSE_HEARTBEAT_MS", 15_000)?),
             buffer: positive(env, "SEATGATE_SSE_BUFFER", 256)?,
         };
+        let tickets = ticket_config(env)?;
         let log_format = var_or(env, "SEATGATE_LOG_FORMAT", LogFormat::Pretty)?;
-        Ok(Self { http, database, redis, amqp, auth, holds, workers, live, log_format })
+        Ok(Self { http, database, redis, amqp, auth, holds, workers, live, tickets, log_format })
     }
 }
 
@@ -460,6 +551,35 @@ mod tests {
         let ok = Config::from_source(&[("SEATGATE_ADMIN_EMAIL", "a@b.c"), ("SEATGATE_ADMIN_PASSWORD", "pw")])
             .expect("both set");
         assert_eq!(ok.auth.admin.expect("admin").email, "a@b.c");
+    }
+
+    #[test]
+    fn ticket_keys_are_read_as_hex_or_base64_and_a_bad_one_names_its_variable() {
+        let seed = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+        let public = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+        let verify = format!("old:{public}, older:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo");
+        let config = Config::from_source(&[
+            ("SEATGATE_TICKET_SIGNING_KEY", seed),
+            ("SEATGATE_TICKET_KEY_ID", "2026-12"),
+            ("SEATGATE_TICKET_VERIFY_KEYS", verify.as_str()),
+        ])
+        .expect("valid");
+        assert!(!config.tickets.signing_key_generated);
+        assert_eq!(hex::encode(config.tickets.signing_seed.expose()), seed);
+        assert_eq!(config.tickets.key_id.as_deref(), Some("2026-12"));
+        assert_eq!(config.tickets.verify_keys.len(), 2);
+        assert_eq!(config.tickets.verify_keys[0].1, config.tickets.verify_keys[1].1);
+        assert!(!format!("{config:?}").contains(seed));
+
+        for (key, value) in [
+            ("SEATGATE_TICKET_SIGNING_KEY", "too-short"),
+            ("SEATGATE_TICKET_KEY_ID", "has.a.dot"),
+            ("SEATGATE_TICKET_VERIFY_KEYS", "nokid"),
+        ] {
+            let err = Config::from_source(&[(key, value)]).expect_err("refused");
+            assert!(format!("{err:#}").contains(key), "{err:#}");
+        }
+        assert!(Config::from_source(&[]).expect("defaults").tickets.signing_key_generated);
     }
 
     #[test]

@@ -51,6 +51,13 @@ pub enum ApiError {
     SeatsUnavailable(Vec<Uuid>),
     #[error("the hold has expired")]
     HoldExpired,
+    /// A forged, garbled or unknown ticket at the door; the text says which, safely.
+    #[error("{0}")]
+    InvalidTicket(String),
+    #[error("the booking of this ticket is cancelled")]
+    TicketCancelled,
+    #[error("this ticket was already checked in")]
+    AlreadyCheckedIn { checked_in_at: chrono::DateTime<chrono::Utc>, gate: Option<String> },
     #[error("too many requests, slow down")]
     RateLimited { retry_after_secs: u64 },
     #[error("this instance serves as many live streams as it may, try again shortly")]
@@ -81,6 +88,9 @@ impl ApiError {
             Self::Conflict(_) => "conflict",
             Self::SeatsUnavailable(_) => "seats_unavailable",
             Self::HoldExpired => "hold_expired",
+            Self::InvalidTicket(_) => "invalid_ticket",
+            Self::TicketCancelled => "ticket_cancelled",
+            Self::AlreadyCheckedIn { .. } => "already_checked_in",
             Self::RateLimited { .. } => "rate_limited",
             Self::AtCapacity { .. } => "at_capacity",
             Self::Unavailable(_) => "service_unavailable",
@@ -92,7 +102,7 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation(_) | Self::InvalidTicket(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -100,8 +110,8 @@ impl ResponseError for ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict(_) | Self::SeatsUnavailable(_) => StatusCode::CONFLICT,
-            Self::HoldExpired => StatusCode::GONE,
+            Self::Conflict(_) | Self::SeatsUnavailable(_) | Self::AlreadyCheckedIn { .. } => StatusCode::CONFLICT,
+            Self::HoldExpired | Self::TicketCancelled => StatusCode::GONE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) | Self::AtCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -125,6 +135,10 @@ impl ResponseError for ApiError {
         match self {
             Self::Validation(errors) => body["errors"] = json!(errors),
             Self::SeatsUnavailable(ids) => body["unavailable_seat_ids"] = json!(ids),
+            Self::AlreadyCheckedIn { checked_in_at, gate } => {
+                body["checked_in_at"] = json!(checked_in_at);
+                body["gate"] = json!(gate);
+            }
             _ => {}
         }
         let mut res = HttpResponse::build(status);

@@ -24,6 +24,7 @@ pub mod seed;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod tickets;
 pub mod validate;
 pub mod web;
 pub mod worker;

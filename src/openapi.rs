@@ -26,13 +26,17 @@ pub struct Problem {
     /// Stable machine-readable code: `validation_failed`, `unauthorized`, `forbidden`,
     /// `not_found`, `conflict`, `seats_unavailable`, `hold_expired`, `rate_limited`,
     /// `payload_too_large`, `bad_request`, `unsupported_media_type`, `service_unavailable`,
-    /// `at_capacity`.
+    /// `at_capacity`, `invalid_ticket`, `ticket_cancelled`, `already_checked_in`.
     #[schema(example = "seats_unavailable")]
     pub code: String,
     /// With `validation_failed`: each field at fault.
     pub errors: Option<Vec<FieldError>>,
     /// With `seats_unavailable`: exactly the seats that could not be held.
     pub unavailable_seat_ids: Option<Vec<uuid::Uuid>>,
+    /// With `already_checked_in`: when the ticket was first checked in.
+    pub checked_in_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// With `already_checked_in`: at which gate (null when none was named).
+    pub gate: Option<String>,
 }
 
 struct BearerAuth;
@@ -143,6 +147,11 @@ pub static ROUTES: LazyLock<Vec<(ResourceDef, Vec<String>)>> = LazyLock::new(|| 
         crate::ledger::routes::list_bookings,
         crate::ledger::routes::get_booking,
         crate::ledger::routes::cancel_booking,
+        crate::tickets::routes::ticket_svg,
+        crate::tickets::routes::create_checkin,
+        crate::tickets::routes::create_checkin_batch,
+        crate::tickets::routes::checkin_bundle,
+        crate::auth::roles::set_role,
         crate::ops::live,
         crate::ops::ready,
     ),
@@ -152,6 +161,7 @@ pub static ROUTES: LazyLock<Vec<(ResourceDef, Vec<String>)>> = LazyLock::new(|| 
         (name = "catalog", description = "Movies, theaters, screens, showtimes, reviews"),
         (name = "holds", description = "Seat holds and the seat map"),
         (name = "bookings", description = "Checkout, reservations and bookings"),
+        (name = "tickets", description = "Signed tickets, QR codes and check-in at the door"),
         (name = "operations", description = "Health and metrics"),
     )
 )]

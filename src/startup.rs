@@ -16,7 +16,7 @@ use crate::error::{self, json_config, path_config, query_config};
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
 use crate::telemetry::{self, RequestSpan};
-use crate::{auth, catalog, checkout, holds, infra, live, ops};
+use crate::{auth, catalog, checkout, holds, infra, live, ops, tickets};
 
 /// A bound, not yet running, API server.
 pub struct Application {
@@ -98,6 +98,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     checkout::routes::routes(cfg);
     crate::ledger::routes::routes(cfg);
     crate::scheduling::routes::routes(cfg);
+    tickets::routes::routes(cfg);
     ops::routes(cfg);
     crate::web::routes(cfg);
 }
@@ -108,6 +109,12 @@ pub async fn connect(config: Config) -> anyhow::Result<AppState> {
         tracing::warn!(
             "SEATGATE_JWT_SECRET is not set: using a random secret; tokens die with this process \
              and other instances will not accept them"
+        );
+    }
+    if config.tickets.signing_key_generated {
+        tracing::warn!(
+            "SEATGATE_TICKET_SIGNING_KEY is not set: using a random key; tickets signed now fail \
+             verification after a restart and on other instances"
         );
     }
     let db = infra::db::connect(&config.database).await?;

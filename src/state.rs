@@ -28,6 +28,8 @@ pub struct AppState {
     pub seat_status: Arc<crate::holds::snapshot::SeatStatusCache>,
     /// The live seat map's pub/sub subscription and fan-out, shared by every event stream.
     pub live: crate::live::LiveHub,
+    /// The key that signs tickets and the keys whose tickets the door accepts.
+    pub tickets: Arc<crate::ledger::ticket::TicketKeys>,
     draining: Arc<AtomicBool>,
 }
 
@@ -53,6 +55,7 @@ impl AppState {
             layouts: Arc::default(),
             seat_status: Arc::new(crate::holds::snapshot::SeatStatusCache::new(config.holds.seatmap_cache)),
             live,
+            tickets: Arc::new(crate::ledger::ticket::TicketKeys::new(&config.tickets)),
             config: Arc::new(config),
             draining: Arc::new(AtomicBool::new(false)),
         }

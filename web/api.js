@@ -23,6 +23,11 @@ export function signIn(auth) {
   sessionStorage.setItem(USER, JSON.stringify(auth.user));
 }
 
+/** Replaces the stored account (its role may have changed since login). */
+export function refreshUser(user) {
+  if (session()) sessionStorage.setItem(USER, JSON.stringify(user));
+}
+
 export function signOut() {
   sessionStorage.removeItem(TOKEN);
   sessionStorage.removeItem(USER);
@@ -44,6 +49,14 @@ export async function api(method, path, body, headers = {}) {
   try { data = text ? JSON.parse(text) : null; } catch { data = null; }
   if (!res.ok) throw new ApiError(res.status, data);
   return data;
+}
+
+/** A non-JSON answer (e.g. an SVG) as text, with the caller's token. */
+export async function getText(path) {
+  const s = session();
+  const res = await fetch(path, { headers: s ? { Authorization: `Bearer ${s.token}` } : {} });
+  if (!res.ok) throw new ApiError(res.status, null);
+  return res.text();
 }
 
 export const get = (path) => api('GET', path);

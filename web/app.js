@@ -1,8 +1,9 @@
 // seatgate's web front end: plain JavaScript modules, no build step, served by the API from
 // assets embedded in its binary. Hash routes keep every page under "/" so no page can shadow
-// an API path. The seat map is live: it follows /api/v1/showtimes/{id}/seats/events.
+// an API path. The seat map is live: it follows /api/v1/showtimes/{id}/seats/events. Buyers may
+// pick seats on the map or ask for the N best seats; door staff check tickets in at #/door.
 
-import { ApiError, get, post, del, session, signIn, signOut, money } from './api.js';
+import { ApiError, get, getText, post, del, session, signIn, signOut, refreshUser, money } from './api.js';
 
 const main = document.getElementById('main');
 const statusBox = document.getElementById('status');
@@ -90,13 +91,18 @@ const routes = [
   [/^#\/showtime\/([0-9a-fA-F-]{36})$/, seatView],
   [/^#\/bookings$/, bookingsView],
   [/^#\/admin$/, adminView],
+  [/^#\/door$/, doorView],
 ];
 
 function updateNav() {
   const s = session();
   for (const el of document.querySelectorAll('[data-needs]')) {
     const need = el.dataset.needs;
-    const show = need === 'anonymous' ? !s : need === 'admin' ? s?.user.role === 'admin' : !!s;
+    const role = s?.user.role;
+    const show = need === 'anonymous' ? !s
+      : need === 'admin' ? role === 'admin'
+        : need === 'door' ? role === 'door' || role === 'admin'
+          : !!s;
     el.closest('li').hidden = !show;
   }
   const logout = document.getElementById('logout');
@@ -351,6 +357,51 @@ async function seatView(showtimeId) {
     }
   }
 
+  async function holdBest(count, category) {
+    try {
+      const best_available = category ? { count, category } : { count };
+      const hold = await post(`/api/v1/showtimes/${showtimeId}/holds`, { best_available });
+      view.selected.clear();
+      setHold({ ...hold, key: crypto.randomUUID() });
+      const names = hold.seat_ids.map((id) => view.seats.get(id)).filter(Boolean).map(label);
+      say(`Best seats held: ${names.join(', ')}, until ${new Date(hold.expires_at).toLocaleTimeString()}`);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 409 && e.problem.code === 'seats_unavailable') {
+        say(`No ${count} seats together are free${category ? ` in ${category}` : ''}. Try fewer seats or pick on the map.`);
+      } else {
+        say(errorText(e));
+      }
+    }
+  }
+
+  function bestForm() {
+    const count = h('input', { name: 'count', type: 'number', min: '1', max: '10', value: '2', required: true, inputmode: 'numeric' });
+    const category = h('select', { name: 'category' },
+      h('option', { value: '' }, 'Any category'),
+      categories.map((c) => h('option', { value: c }, c)));
+    const button = h('button', { type: 'submit', class: 'secondary' }, 'Hold 2 best seats');
+    count.addEventListener('input', () => {
+      const n = Number(count.value) || 0;
+      button.textContent = `Hold ${n} best seat${n === 1 ? '' : 's'}`;
+    });
+    const el = h('form', { class: 'best', 'aria-label': 'Best seats' },
+      h('div', { class: 'field' }, h('label', { for: 'best-count' }, 'Seats together'), count),
+      h('div', { class: 'field' }, h('label', { for: 'best-category' }, 'Category'), category),
+      button);
+    count.id = 'best-count';
+    category.id = 'best-category';
+    el.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      button.disabled = true;
+      try {
+        await holdBest(Number(count.value), category.value);
+      } finally {
+        button.disabled = false;
+      }
+    });
+    return el;
+  }
+
   async function release() {
     try {
       await del(`/api/v1/holds/${view.hold.hold_id}`);
@@ -453,11 +504,16 @@ async function seatView(showtimeId) {
       parts.push(
         h('p', { 'data-testid': 'selection' }, chosen.length ? `Selected ${chosen.map(label).join(', ')} · ${money(total, currency)}` : 'Pick seats on the map.'),
         h('button', { type: 'button', disabled: chosen.length === 0, onclick: holdSeats }, chosen.length ? `Hold ${chosen.length} seat${chosen.length > 1 ? 's' : ''}` : 'Hold seats'),
+        h('p', { class: 'or' }, 'or let us pick the best seats together:'),
+        // One form for the view's life, so what was typed survives the live updates' re-renders.
+        view.bestForm ||= bestForm(),
       );
     }
-    const focused = panel.contains(document.activeElement) ? document.activeElement.textContent : null;
+    const active = panel.contains(document.activeElement) ? document.activeElement : null;
+    const focused = active?.textContent;
     panel.replaceChildren(...parts);
-    if (focused) [...panel.querySelectorAll('button')].find((b) => b.textContent === focused)?.focus();
+    if (active?.isConnected) active.focus();
+    else if (focused) [...panel.querySelectorAll('button')].find((b) => b.textContent === focused)?.focus();
   }
 
   // A hold kept from before a reload: check it is still alive.
@@ -512,10 +568,19 @@ async function bookingsView() {
         say(errorText(e));
       }
     } }, `Cancel booking ${b.ticket_code}`);
+    const qr = b.status === 'confirmed' ? h('img', { class: 'qr', alt: `QR code of ticket ${b.ticket_code}`, width: '224', height: '224' }) : null;
+    if (qr) {
+      // The SVG needs the token, so it is fetched, then shown as a data: URL (the page's CSP
+      // allows data: images and nothing else from outside).
+      getText(`/api/v1/bookings/${b.id}/ticket.svg`)
+        .then((svg) => { qr.src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(svg)}`; })
+        .catch(() => { qr.replaceWith(h('p', { class: 'error' }, 'The QR code could not be loaded; show the ticket code.')); });
+    }
     list.append(h('li', { class: 'card' },
       h('h2', {}, st.movie_title),
       h('p', {}, `${when(st.starts_at)} · ${st.theater_name} · ${st.screen_name}`),
       h('p', {}, 'Ticket code ', h('strong', {}, b.ticket_code)),
+      qr,
       h('p', {}, `Seats ${b.seat_ids.map((id) => names.get(id) || id).join(', ')} · ${money(b.amount, b.currency)} · ${b.status}`),
       b.status === 'confirmed' ? cancel : null));
   }
@@ -634,6 +699,64 @@ async function adminView() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The door: type or paste a ticket code or signed ticket (a scanner that types and presses
+// Enter works the same); each scan says at once whether to let the person in.
+
+const GATE = 'seatgate.gate';
+
+async function doorView() {
+  main.append(h('h1', {}, 'Door'));
+  const s = session();
+  const role = s?.user.role;
+  if (role !== 'door' && role !== 'admin') {
+    main.append(h('p', {}, 'This page is for door staff. '), s ? h('p', {}, 'Ask an admin to give your account the door role.') : needLogin('with a door staff account.'));
+    return;
+  }
+  const ticket = h('input', { name: 'ticket', autocomplete: 'off', autocapitalize: 'characters', spellcheck: 'false', required: true });
+  const gate = h('input', { name: 'gate', value: localStorage.getItem(GATE) || '', maxlength: '64' });
+  const result = h('section', { class: 'door-result card', 'data-testid': 'door-result', 'aria-live': 'assertive', hidden: true });
+  const history = h('ol', { class: 'door-history', 'aria-label': 'Recent scans' });
+
+  function show(outcome, headline, detail) {
+    result.hidden = false;
+    result.dataset.outcome = outcome;
+    result.replaceChildren(h('h2', {}, headline), detail ? h('p', {}, detail) : null);
+    history.prepend(h('li', {}, `${new Date().toLocaleTimeString()} · ${headline}${detail ? ` · ${detail}` : ''}`));
+    while (history.children.length > 10) history.lastChild.remove();
+  }
+
+  const scanForm = form('Check in a ticket', [
+    field('Ticket code or QR content', ticket, 'Type the code (SG-XXXX-XXXX) or paste the scanned ticket, then press Enter'),
+    field('Gate', gate, 'Shown to whoever scans this ticket again'),
+  ], 'Check in', async () => {
+    const gateName = gate.value.trim();
+    localStorage.setItem(GATE, gateName);
+    const body = { ticket: ticket.value.trim() };
+    if (gateName) body.gate = gateName;
+    try {
+      const c = await post('/api/v1/checkins', body);
+      show('checked_in', 'Checked in: let them in', `${c.seat_ids.length} seat${c.seat_ids.length === 1 ? '' : 's'}${c.gate ? ` · gate ${c.gate}` : ''}`);
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      const p = e.problem;
+      if (p.code === 'already_checked_in') {
+        show('already_checked_in', 'Already checked in: do not let in', `First scanned ${when(p.checked_in_at)}${p.gate ? ` at gate ${p.gate}` : ''}`);
+      } else if (p.code === 'ticket_cancelled') {
+        show('ticket_cancelled', 'Cancelled ticket: do not let in', 'The booking was cancelled and refunded.');
+      } else if (p.code === 'invalid_ticket') {
+        show('invalid_ticket', 'Not a valid ticket', e.message);
+      } else {
+        throw e;
+      }
+    }
+    ticket.value = '';
+    ticket.focus();
+  });
+  main.append(scanForm, result, h('h2', {}, 'Recent scans'), history);
+  ticket.focus();
+}
+
+// ---------------------------------------------------------------------------------------------
 
 document.getElementById('logout').addEventListener('click', () => {
   signOut();
@@ -645,4 +768,17 @@ window.addEventListener('hashchange', () => {
   route();
   main.focus({ preventScroll: true });
 });
-route();
+
+// The stored account may be stale (an admin may have granted a role since login): refresh it
+// before the first page is drawn.
+async function start() {
+  if (session()) {
+    try {
+      refreshUser(await get('/api/v1/me'));
+    } catch {
+      // Offline or signed out (401 signs out in api()): draw the page with what is known.
+    }
+  }
+  route();
+}
+start();

@@ -9,6 +9,7 @@ mod holds;
 mod report;
 mod sale;
 mod stats;
+mod tickets;
 mod watchers;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +40,9 @@ enum Scenario {
     /// Thousands of live seat maps (server-sent events) on one showtime while seats are held
     /// and released; reports hold -> event delay at the clients and the API's memory per stream.
     Watchers(watchers::WatchersArgs),
+    /// Offline ticket verification on one core: Ed25519 signatures of signed tickets checked
+    /// against a check-in bundle's keys, no server involved; reports verifications/s.
+    TicketVerify(tickets::TicketVerifyArgs),
 }
 
 #[tokio::main]
@@ -50,5 +54,6 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Booking(args) => booking::run_booking(args).await,
         Scenario::Sellout(args) => booking::run_sellout(args).await,
         Scenario::Watchers(args) => watchers::run(args).await,
+        Scenario::TicketVerify(args) => tickets::run(args),
     }
 }

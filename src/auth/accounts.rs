@@ -26,6 +26,13 @@ impl AccountCache {
         Self { ttl, entries: RwLock::new(HashMap::new()) }
     }
 
+    /// Forgets what is known of one account (after its role changed through this instance).
+    pub fn forget(&self, id: Uuid) {
+        if let Ok(mut map) = self.entries.write() {
+            map.remove(&id);
+        }
+    }
+
     /// The account's current role, `None` when it no longer exists.
     pub async fn role_of(&self, db: &PgPool, id: Uuid) -> Result<Option<Role>, sqlx::Error> {
         if !self.ttl.is_zero()

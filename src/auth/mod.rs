@@ -7,6 +7,7 @@ pub mod extract;
 pub mod jwt;
 pub mod password;
 pub mod repo;
+pub mod roles;
 pub mod routes;
 pub mod service;
 
@@ -20,5 +21,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     User,
+    /// Door staff: scans tickets at the entrance (granted by an admin).
+    Door,
     Admin,
 }

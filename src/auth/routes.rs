@@ -42,5 +42,5 @@ pub async fn me(state: web::Data<AppState>, user: AuthUser) -> ApiResult<web::Js
 
 /// Registers this module's routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(register).service(login).service(me);
+    cfg.service(register).service(login).service(me).service(super::roles::set_role);
 }

@@ -4,6 +4,7 @@
 //! with one Redis round trip for status, shared for a moment by every reader of the showtime
 //! (`snapshot`). No database write happens on the hold path.
 
+pub mod best;
 pub mod layout;
 pub mod routes;
 pub mod service;

@@ -4,30 +4,34 @@ use actix_web::web::Json;
 use actix_web::{HttpResponse, delete, get, post, web};
 use uuid::Uuid;
 
-use super::service::{self, Hold, HoldRequest, SeatMap};
+use super::best::{self, HoldBody};
+use super::service::{self, Hold, SeatMap};
 use crate::auth::AuthUser;
 use crate::error::ApiResult;
 use crate::openapi::Problem;
 use crate::state::AppState;
 
-/// Holds seats of a showtime for the caller, all or none, until `expires_at`.
-#[utoipa::path(tag = "holds", params(("id" = Uuid, Path, description = "showtime id")), request_body = HoldRequest,
+/// Holds seats of a showtime for the caller, all or none, until `expires_at`: the seats named in
+/// `seat_ids`, or the best block of `best_available.count` adjacent free seats, picked by the
+/// server (rows nearest the middle first, seats nearest the middle of the row, never stranding
+/// a single free seat when another block avoids it).
+#[utoipa::path(tag = "holds", params(("id" = Uuid, Path, description = "showtime id")), request_body = HoldBody,
     security(("bearer" = [])), responses(
         (status = 201, body = Hold),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such showtime", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "seats unavailable (named in unavailable_seat_ids), or the showtime started or was cancelled",
+        (status = 409, description = "seats unavailable (named in unavailable_seat_ids; empty when no best-available block is free), or the showtime started or was cancelled",
             body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "empty, duplicate, unknown or too many seats", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "empty, duplicate, unknown or too many seats; both or neither of seat_ids and best_available", body = Problem, content_type = "application/problem+json"),
 ))]
 #[post("/api/v1/showtimes/{id}/holds")]
 pub async fn create_hold(
     state: web::Data<AppState>,
     user: AuthUser,
     id: web::Path<Uuid>,
-    body: Json<HoldRequest>,
+    body: Json<HoldBody>,
 ) -> ApiResult<HttpResponse> {
-    let hold = service::create_hold(&state, user, *id, body.into_inner()).await?;
+    let hold = best::create_hold(&state, user, *id, body.into_inner()).await?;
     Ok(HttpResponse::Created().json(hold))
 }
 

@@ -92,7 +92,7 @@ pub async fn redis_conn(state: &AppState) -> Result<Conn, ApiError> {
     state.redis.get().await.map_err(|e| ApiError::Unavailable(anyhow::Error::new(e).context("redis pool")))
 }
 
-fn millis_to_time(ms: i64) -> DateTime<Utc> {
+pub(crate) fn millis_to_time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 

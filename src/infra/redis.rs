@@ -174,6 +174,7 @@ impl Keys {
             users: format!("{base}:users"),
             sold: format!("{base}:sold"),
             meta: format!("{base}:meta"),
+            layout: format!("{base}:layout"),
             events: format!("{base}:events"),
         }
     }
@@ -223,6 +224,8 @@ pub struct ShowtimeKeys {
     pub users: String,
     pub sold: String,
     pub meta: String,
+    /// The layout in the form `best.lua` scans (see `lua/best.lua`).
+    pub layout: String,
     /// Pub/sub channel of seat status changes (not a key).
     pub events: String,
 }

@@ -43,6 +43,10 @@ pub struct Booking {
     pub currency: String,
     pub created_at: DateTime<Utc>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// The ticket (code and signed form for the door); on `GET /api/v1/bookings/{id}`.
+    #[sqlx(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<super::ticket::Ticket>,
 }
 
 /// Answer of a cancellation.
@@ -111,5 +115,9 @@ pub async fn get_booking(state: &AppState, user: AuthUser, id: Uuid) -> Result<B
         .bind(user.id)
         .fetch_optional(&state.db)
         .await?
+        .map(|b| Booking {
+            ticket: Some(state.tickets.ticket(&b.ticket_code, b.id, b.showtime_id, &b.seat_ids, b.created_at)),
+            ..b
+        })
         .ok_or(NO_BOOKING)
 }

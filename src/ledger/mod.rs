@@ -17,3 +17,4 @@ pub mod reconcile;
 pub mod refund;
 pub mod repo;
 pub mod routes;
+pub mod ticket;

@@ -3,6 +3,7 @@
 //! key prefix and AMQP namespace per test, so every test can run in parallel with the others.
 
 mod auth;
+mod best;
 mod bookings;
 mod catalog;
 mod cli;
@@ -16,4 +17,5 @@ mod ops;
 mod problems;
 mod scripts;
 mod security;
+mod tickets;
 mod web;

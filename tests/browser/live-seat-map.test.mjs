@@ -2,6 +2,8 @@
 // sweeper) on a free port with its own database, Redis prefix and AMQP namespace, and two
 // headless Chromium users. User A (phone width) holds seats and B's map shows them held within
 // a second, without a reload; A pays with tok_ok and B sees them sold; A gets a ticket code.
+// A third user holds the 2 best seats, pays and sees the QR code; door staff check the ticket in
+// once, and a second scan and a forged ticket are refused.
 // Everything it started is stopped and dropped afterwards, pass or fail.
 
 import { test, before, after } from 'node:test';
@@ -290,5 +292,89 @@ test('an admin creates a movie, theater, screen layout and showtime from the adm
     throw e;
   } finally {
     await context.close();
+  }
+});
+
+test('a buyer holds the 2 best seats and pays; door staff let the ticket in once, with its QR code shown', async () => {
+  const desktop = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+  const phone = await browser.newContext({ viewport: { width: 375, height: 812 }, deviceScaleFactor: 2, hasTouch: true });
+  const carol = await desktop.newPage();
+  const dave = await phone.newPage();
+  const problems = [];
+  // The door's refusals (409 already checked in, 422 not a ticket) are answers this test asks
+  // for; Chromium logs every 4xx fetch as a console error, so those two are expected there.
+  const expected = (page, text) => page === dave && /status of (409|422) /.test(text);
+  for (const page of [carol, dave]) {
+    page.on('pageerror', (e) => problems.push(e.message));
+    page.on('console', (m) => { if (m.type() === 'error' && !expected(page, m.text())) problems.push(m.text()); });
+    page.setDefaultTimeout(15_000);
+  }
+  try {
+    // Carol asks for the 2 best seats: the middle of the best middle row (C, premium).
+    await signUp(carol, 'Carol');
+    await carol.goto(`${base}/#/showtime/${showtime.id}`);
+    await carol.getByText('Live: seats update as others book').waitFor();
+    const best = carol.getByRole('form', { name: 'Best seats' });
+    await best.getByLabel('Seats together').fill('2');
+    const held = carol.waitForResponse((r) => r.url().endsWith('/holds') && r.request().method() === 'POST');
+    await best.getByRole('button', { name: 'Hold 2 best seats' }).click();
+    assert.equal((await held).status(), 201);
+    await carol.locator('button[aria-label="Row C seat 4, premium, 16.50 EUR, held by you"]').waitFor();
+    await carol.locator('button[aria-label="Row C seat 5, premium, 16.50 EUR, held by you"]').waitFor();
+    await carol.screenshot({ path: path.join(artifacts, 'best-seats-held-desktop.png'), fullPage: true });
+    await carol.getByRole('button', { name: 'Pay 33.00 EUR' }).click();
+    const code = await carol.getByTestId('ticket-code').textContent();
+    assert.match(code, /^SG-/);
+
+    // Her bookings show the ticket's QR code, drawn from the signed ticket.
+    await carol.getByRole('link', { name: 'See my bookings' }).click();
+    const qr = carol.getByRole('img', { name: `QR code of ticket ${code}` });
+    await qr.waitFor();
+    await carol.waitForFunction((alt) => {
+      const img = [...document.querySelectorAll('img')].find((i) => i.alt === alt);
+      return img && img.complete && img.naturalWidth > 0;
+    }, `QR code of ticket ${code}`);
+    await carol.screenshot({ path: path.join(artifacts, 'my-bookings-qr-desktop.png'), fullPage: true });
+
+    // Dave signs up; an admin makes him door staff; after a reload his menu has the door page.
+    await signUp(dave, 'Dave');
+    const { access_token: adminToken } = await call('POST', '/api/v1/auth/login', admin);
+    const { user } = await call('POST', '/api/v1/auth/login', { email: `dave-${run}@example.com`, password: 'user-password-1' });
+    await call('PUT', `/api/v1/users/${user.id}/role`, { role: 'door' }, adminToken);
+    await dave.reload();
+    await dave.getByRole('link', { name: 'Door' }).click();
+    const scan = dave.getByRole('form', { name: 'Check in a ticket' });
+    await scan.getByLabel('Gate').fill('north-1');
+
+    // First scan (the code typed in lower case, then Enter): let in.
+    await scan.getByLabel('Ticket code or QR content').fill(code.toLowerCase());
+    await scan.getByLabel('Ticket code or QR content').press('Enter');
+    const result = dave.getByTestId('door-result');
+    await dave.locator('[data-testid="door-result"][data-outcome="checked_in"]').waitFor();
+    assert.match(await result.textContent(), /Checked in: let them in.*2 seats · gate north-1/);
+    await dave.screenshot({ path: path.join(artifacts, 'door-checked-in-phone.png'), fullPage: true });
+
+    // Second scan of the same ticket: refused, saying where it was first used.
+    await scan.getByLabel('Ticket code or QR content').fill(code);
+    await scan.getByRole('button', { name: 'Check in' }).click();
+    await dave.locator('[data-testid="door-result"][data-outcome="already_checked_in"]').waitFor();
+    assert.match(await result.textContent(), /Already checked in: do not let in.*at gate north-1/);
+
+    // Garbage is refused as not a ticket.
+    await scan.getByLabel('Ticket code or QR content').fill('SGT1.forged.AAAA.BBBB');
+    await scan.getByRole('button', { name: 'Check in' }).click();
+    await dave.locator('[data-testid="door-result"][data-outcome="invalid_ticket"]').waitFor();
+    await dave.screenshot({ path: path.join(artifacts, 'door-refused-phone.png'), fullPage: true });
+
+    const overflow = await dave.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `the door page is ${overflow}px wider than the phone`);
+    assert.deepEqual(problems, [], 'no script errors or CSP violations in the console');
+  } catch (e) {
+    await carol.screenshot({ path: path.join(artifacts, 'failure-best-door-carol.png'), fullPage: true }).catch(() => {});
+    await dave.screenshot({ path: path.join(artifacts, 'failure-best-door-dave.png'), fullPage: true }).catch(() => {});
+    throw e;
+  } finally {
+    await desktop.close();
+    await phone.close();
   }
 });
