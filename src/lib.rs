@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod checkout;
+pub mod client_ip;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod infra;
 pub mod invariants;
 pub mod live;
 pub mod messaging;
+pub mod onsale;
 pub mod openapi;
 pub mod ops;
 pub mod paging;

@@ -26,13 +26,15 @@ pub struct Problem {
     /// Stable machine-readable code: `validation_failed`, `unauthorized`, `forbidden`,
     /// `not_found`, `conflict`, `seats_unavailable`, `hold_expired`, `rate_limited`,
     /// `payload_too_large`, `bad_request`, `unsupported_media_type`, `service_unavailable`,
-    /// `at_capacity`.
+    /// `at_capacity`, `sale_not_open`, `not_admitted`, `overloaded`.
     #[schema(example = "seats_unavailable")]
     pub code: String,
     /// With `validation_failed`: each field at fault.
     pub errors: Option<Vec<FieldError>>,
     /// With `seats_unavailable`: exactly the seats that could not be held.
     pub unavailable_seat_ids: Option<Vec<uuid::Uuid>>,
+    /// With `sale_not_open`: when holds open.
+    pub opens_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 struct BearerAuth;
@@ -138,6 +140,14 @@ pub static ROUTES: LazyLock<Vec<(ResourceDef, Vec<String>)>> = LazyLock::new(|| 
         crate::holds::routes::release_hold,
         crate::holds::routes::seat_map,
         crate::live::routes::seat_events,
+        crate::onsale::routes::put_sale,
+        crate::onsale::routes::get_sale,
+        crate::onsale::routes::join_queue,
+        crate::onsale::routes::my_entry,
+        crate::onsale::routes::my_entry_events,
+        crate::onsale::routes::queue_stats,
+        crate::onsale::routes::pause_queue,
+        crate::onsale::routes::resume_queue,
         crate::checkout::routes::checkout_hold,
         crate::checkout::routes::get_reservation,
         crate::checkout::routes::list_bookings,
@@ -152,6 +162,7 @@ pub static ROUTES: LazyLock<Vec<(ResourceDef, Vec<String>)>> = LazyLock::new(|| 
         (name = "catalog", description = "Movies, theaters, screens, showtimes, reviews"),
         (name = "holds", description = "Seat holds and the seat map"),
         (name = "bookings", description = "Checkout, reservations and bookings"),
+        (name = "onsale", description = "Sale opening times and the virtual waiting room"),
         (name = "operations", description = "Health and metrics"),
     )
 )]

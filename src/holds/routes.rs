@@ -15,8 +15,10 @@ use crate::state::AppState;
     security(("bearer" = [])), responses(
         (status = 201, body = Hold),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not_admitted: the sale has a waiting room and the caller holds no live admission",
+            body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such showtime", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "seats unavailable (named in unavailable_seat_ids), or the showtime started or was cancelled",
+        (status = 409, description = "seats unavailable (named in unavailable_seat_ids), sale_not_open (with opens_at), or the showtime started or was cancelled",
             body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "empty, duplicate, unknown or too many seats", body = Problem, content_type = "application/problem+json"),
 ))]

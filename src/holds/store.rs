@@ -20,7 +20,14 @@ macro_rules! script {
     };
 }
 
-script!(HOLD, "hold.lua");
+/// hold.lua runs the on-sale admission gate first (`lua/_admission.lua`, invariant 9).
+static HOLD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("../../lua/_prelude.lua"),
+        include_str!("../../lua/_admission.lua"),
+        include_str!("../../lua/hold.lua")
+    ))
+});
 script!(RELEASE, "release.lua");
 script!(EXTEND, "extend.lua");
 script!(CLAIM, "claim.lua");
@@ -48,6 +55,12 @@ pub enum HoldOutcome {
         held: u32,
     },
     Closed(Closed),
+    /// The sale opens at this time (Unix ms); nothing was written.
+    SaleNotOpen {
+        opens_at_ms: i64,
+    },
+    /// The sale has a waiting room and the user holds no live admission; nothing was written.
+    NotAdmitted,
     /// Cached showtime data missing in Redis: warm it from PostgreSQL and try again.
     Cold,
 }
@@ -109,7 +122,7 @@ pub struct HoldParams {
     pub max_seats_per_user: u32,
 }
 
-async fn run(
+pub(crate) async fn run(
     name: &'static str,
     script: &Script,
     conn: &mut Conn,
@@ -131,7 +144,7 @@ async fn run(
 }
 
 /// Splits a reply `{"status", rest...}`.
-fn split(reply: Value) -> anyhow::Result<(String, Vec<Value>)> {
+pub(crate) fn split(reply: Value) -> anyhow::Result<(String, Vec<Value>)> {
     let Value::Array(mut items) = reply else { bail!("unexpected script reply {reply:?}") };
     if items.is_empty() {
         bail!("empty script reply");
@@ -140,7 +153,7 @@ fn split(reply: Value) -> anyhow::Result<(String, Vec<Value>)> {
     Ok((text(&head)?, items))
 }
 
-fn text(v: &Value) -> anyhow::Result<String> {
+pub(crate) fn text(v: &Value) -> anyhow::Result<String> {
     match v {
         Value::BulkString(b) => Ok(String::from_utf8_lossy(b).into_owned()),
         Value::SimpleString(s) => Ok(s.clone()),
@@ -148,7 +161,7 @@ fn text(v: &Value) -> anyhow::Result<String> {
     }
 }
 
-fn int(v: &Value) -> anyhow::Result<i64> {
+pub(crate) fn int(v: &Value) -> anyhow::Result<i64> {
     match v {
         Value::Int(i) => Ok(*i),
         other => text(other)?.parse().map_err(|e| anyhow!("expected an integer: {e}")),
@@ -176,7 +189,7 @@ pub async fn hold(conn: &mut Conn, k: &ShowtimeKeys, p: HoldParams, seats: &[Uui
         k.events.clone(),
     ];
     args.extend(ids(seats));
-    let keys = [&*k.holds, &*k.expiry, &*k.info, &*k.users, &*k.sold, &*k.meta];
+    let keys = [&*k.holds, &*k.expiry, &*k.info, &*k.users, &*k.sold, &*k.meta, &*k.sale, &*k.adm];
     let (status, rest) = split(run("hold", &HOLD, conn, &keys, &args).await?)?;
     Ok(match status.as_str() {
         "ok" => HoldOutcome::Held { expires_at_ms: int(rest.first().context("expiry")?)? },
@@ -186,6 +199,8 @@ pub async fn hold(conn: &mut Conn, k: &ShowtimeKeys, p: HoldParams, seats: &[Uui
             HoldOutcome::Closed(Closed::Started)
         }
         "closed" => HoldOutcome::Closed(Closed::Cancelled),
+        "sale_not_open" => HoldOutcome::SaleNotOpen { opens_at_ms: int(rest.first().context("opens_at")?)? },
+        "not_admitted" => HoldOutcome::NotAdmitted,
         "cold" => HoldOutcome::Cold,
         other => bail!("hold.lua answered {other:?}"),
     })

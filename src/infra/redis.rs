@@ -175,6 +175,17 @@ impl Keys {
             sold: format!("{base}:sold"),
             meta: format!("{base}:meta"),
             events: format!("{base}:events"),
+            sale: format!("{base}:sale"),
+            adm: format!("{base}:adm"),
+            queue: QueueKeys {
+                line: format!("{base}:q:line"),
+                joined: format!("{base}:q:joined"),
+                seq: format!("{base}:q:seq"),
+                state: format!("{base}:q:state"),
+                lease: format!("{base}:q:lease"),
+                fence: format!("{base}:q:fence"),
+                events: format!("{base}:q:events"),
+            },
         }
     }
 
@@ -192,6 +203,22 @@ impl Keys {
     pub fn showtime_of_events(&self, channel: &str) -> Option<uuid::Uuid> {
         let rest = channel.strip_prefix(self.prefix.as_str())?.strip_prefix(":{st:")?;
         rest.strip_suffix("}:events")?.parse().ok()
+    }
+
+    /// The pub/sub pattern matching the queue events channel of every showtime.
+    pub fn queue_events_pattern(&self) -> String {
+        format!("{}:{{st:*}}:q:events", self.prefix)
+    }
+
+    /// The showtime whose queue events channel this is, if it is one of this prefix.
+    pub fn showtime_of_queue_events(&self, channel: &str) -> Option<uuid::Uuid> {
+        let rest = channel.strip_prefix(self.prefix.as_str())?.strip_prefix(":{st:")?;
+        rest.strip_suffix("}:q:events")?.parse().ok()
+    }
+
+    /// Showtimes whose sale has a waiting room: what the admitter visits.
+    pub fn queued_showtimes(&self) -> String {
+        format!("{}:onsale:queued", self.prefix)
     }
 
     /// Showtimes that may have live holds: what the sweeper visits.
@@ -220,5 +247,24 @@ pub struct ShowtimeKeys {
     pub sold: String,
     pub meta: String,
     /// Pub/sub channel of seat status changes (not a key).
+    pub events: String,
+    /// The sale settings mirrored from PostgreSQL (read by the admission gate, `lua/_admission.lua`).
+    pub sale: String,
+    /// Admitted users by admitted-until time (read by the admission gate).
+    pub adm: String,
+    /// The waiting room's own keys (`src/onsale/`).
+    pub queue: QueueKeys,
+}
+
+/// The waiting room of one showtime; see `src/onsale/store.rs` for what each holds.
+#[derive(Clone, Debug)]
+pub struct QueueKeys {
+    pub line: String,
+    pub joined: String,
+    pub seq: String,
+    pub state: String,
+    pub lease: String,
+    pub fence: String,
+    /// Pub/sub channel of queue progress (not a key).
     pub events: String,
 }
