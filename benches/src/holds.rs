@@ -411,7 +411,11 @@ impl RawTarget {
     async fn warm(&self) -> anyhow::Result<()> {
         let mut conn = self.pool.get().await.context("connect to Redis (--redis-url)")?;
         let meta = ShowtimeMeta { starts_at_ms: tomorrow().timestamp_millis(), cancelled: false };
-        store::warm(&mut conn, &self.keys, meta, &[], Duration::from_secs(3600)).await
+        store::warm(&mut conn, &self.keys, meta, &[], Duration::from_secs(3600)).await?;
+        // No sale settings (on sale now, no queue), as the API mirrors them on its first hold.
+        let open = seatgate::onsale::store::SaleMirror::open_now(meta.starts_at_ms + 7_200_000);
+        let index = format!("{}-queued", self.keys.holds);
+        seatgate::onsale::store::mirror(&mut conn, &self.keys, &index, Uuid::nil(), &open).await
     }
 
     /// Deletes every key of the raw showtime.
@@ -419,7 +423,7 @@ impl RawTarget {
         let mut conn = self.pool.get().await.context("connect to Redis for clean-up")?;
         let k = &self.keys;
         let _: i64 = redis::cmd("DEL")
-            .arg(&[&k.holds, &k.expiry, &k.info, &k.users, &k.sold, &k.meta])
+            .arg(&[&k.holds, &k.expiry, &k.info, &k.users, &k.sold, &k.meta, &k.sale])
             .query_async(&mut conn)
             .await
             .context("delete the raw showtime's keys")?;

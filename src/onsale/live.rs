@@ -221,16 +221,17 @@ impl QueueSession {
         Some((until - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(50))
     }
 
-    /// Reads the entry again and frames it; `None` ends the stream (Redis trouble: the client
-    /// reconnects after `retry`).
-    async fn reread(&mut self) -> Option<Bytes> {
+    /// Reads the entry again; `Some(frame)` when it changed, `Some(None)` when it did not, and
+    /// `None` to end the stream (Redis trouble: the client reconnects after `retry`).
+    async fn reread(&mut self) -> Option<Option<Bytes>> {
         match service::entry_snapshot(&self.state, self.user, self.showtime_id).await {
             Ok(snapshot) => {
+                let changed = serde_json::to_value(&snapshot.entry).ok() != serde_json::to_value(&self.snapshot.entry).ok();
                 self.snapshot = snapshot;
                 if self.snapshot.entry.state == QueueState::Expired {
                     self.done = true;
                 }
-                Some(entry_frame(&self.state, &self.snapshot.entry))
+                Some(changed.then(|| entry_frame(&self.state, &self.snapshot.entry)))
             }
             Err(e) => {
                 tracing::warn!(error = %e, showtime.id = %self.showtime_id, "queue stream cannot read the entry; ending it");
@@ -265,15 +266,25 @@ impl QueueSession {
                                     return Some(entry_frame(&self.state, &self.snapshot.entry));
                                 }
                             }
-                            None => return self.reread().await,
+                            None => {
+                                if let Some(frame) = self.reread().await? {
+                                    return Some(frame);
+                                }
+                            }
                         }
                     }
                     Ok(QueueEvent::Opened { .. } | QueueEvent::Paused | QueueEvent::Resumed | QueueEvent::Resync)
-                    | Err(RecvError::Lagged(_)) => return self.reread().await,
+                    | Err(RecvError::Lagged(_)) => {
+                        if let Some(frame) = self.reread().await? {
+                            return Some(frame);
+                        }
+                    }
                     Err(RecvError::Closed) => return None,
                 },
                 _ = tokio::time::sleep(expiry.unwrap_or(Duration::from_secs(3600))), if expiry.is_some() => {
-                    return self.reread().await;
+                    if let Some(frame) = self.reread().await? {
+                        return Some(frame);
+                    }
                 }
                 _ = self.heartbeat.tick() => return Some(Bytes::from_static(b": keep-alive\n\n")),
             }

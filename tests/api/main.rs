@@ -2,6 +2,7 @@
 //! One binary; one file per capability; a fresh database per test (`#[sqlx::test]`), a Redis
 //! key prefix and AMQP namespace per test, so every test can run in parallel with the others.
 
+mod abuse;
 mod auth;
 mod bookings;
 mod catalog;
@@ -9,6 +10,7 @@ mod helpers;
 mod holds;
 mod invariants;
 mod live;
+mod onsale;
 mod ops;
 mod problems;
 mod scripts;
