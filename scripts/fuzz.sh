@@ -29,6 +29,8 @@ export SEATGATE_JWT_SECRET="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n
 export SEATGATE_ADMIN_EMAIL="admin@seatgate.local" SEATGATE_ADMIN_PASSWORD="admin-password"
 export SEATGATE_REDIS_KEY_PREFIX="$run" SEATGATE_AMQP_NAMESPACE="$run" SEATGATE_AMQP_QUEUE_EXPIRES_MS=600000
 export SEATGATE_LOGIN_ATTEMPTS_PER_MINUTE=1000000 SEATGATE_LOG_FORMAT=json RUST_LOG=warn
+# A throw-away instance (placeholder admin password); every fuzz request comes from one IP.
+export SEATGATE_DEMO=1 SEATGATE_AUTH_ATTEMPTS_PER_IP_PER_MINUTE=1000000
 log="target/fuzz-$run.log"
 
 api_pid=""
