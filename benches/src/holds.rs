@@ -374,6 +374,7 @@ async fn raw_phase(raw: &RawTarget, users: usize, duration: Duration, round: u32
                             HoldOutcome::OverLimit { .. } => "raw: hold over the per-user limit",
                             HoldOutcome::Closed(_) => "raw: showtime closed",
                             HoldOutcome::Cold => "raw: showtime cache cold",
+                            HoldOutcome::SaleNotOpen { .. } | HoldOutcome::NotAdmitted => "raw: refused by the sale",
                             HoldOutcome::Held { .. } | HoldOutcome::Unavailable(_) => "raw: unexpected",
                         };
                         tally.error(kind, || format!("{other:?}"));

@@ -5,7 +5,10 @@
 
 mod api;
 mod booking;
+mod flood;
 mod holds;
+mod onsale_setup;
+mod queue;
 mod report;
 mod sale;
 mod stats;
@@ -39,6 +42,13 @@ enum Scenario {
     /// Thousands of live seat maps (server-sent events) on one showtime while seats are held
     /// and released; reports hold -> event delay at the clients and the API's memory per stream.
     Watchers(watchers::WatchersArgs),
+    /// An on-sale behind the waiting room: 100,000 users join before opening, admission at a
+    /// set rate, admitted users buy; reports join p50/p99, admission rate achieved, fairness
+    /// (rank correlation of join and admission order), holds granted to non-admitted users.
+    Queue(queue::QueueArgs),
+    /// One client floods bogus logins and live streams while real buyers log in and hold;
+    /// reports the buyers' login and hold p99 with and without the flood.
+    Flood(flood::FloodArgs),
 }
 
 #[tokio::main]
@@ -50,5 +60,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Booking(args) => booking::run_booking(args).await,
         Scenario::Sellout(args) => booking::run_sellout(args).await,
         Scenario::Watchers(args) => watchers::run(args).await,
+        Scenario::Queue(args) => queue::run(args).await,
+        Scenario::Flood(args) => flood::run(args).await,
     }
 }
