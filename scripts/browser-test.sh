@@ -3,7 +3,8 @@
 # playwright-core (which downloads no browser), run by node's built-in test runner. Installs
 # chromium with apt and the npm packages (npm ci, from the committed package-lock.json) when
 # missing, builds target/debug/seatgate, and runs the test; the test starts and stops its own
-# seatgate on a free port with its own database. Screenshots land in target/browser-artifacts/.
+# seatgate on a free port with its own database (each test file its own). Screenshots land in
+# target/browser-artifacts/.
 #
 # Exits 0 with a SKIP message only when chromium is absent and cannot be installed.
 set -euo pipefail
@@ -34,4 +35,4 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
 fi
 cargo build --locked --bin seatgate
 cd tests/browser
-CHROMIUM_PATH="$chromium" SEATGATE_BIN="$PWD/../../target/debug/seatgate" node --test --test-concurrency=1 live-seat-map.test.mjs
+CHROMIUM_PATH="$chromium" SEATGATE_BIN="$PWD/../../target/debug/seatgate" node --test --test-concurrency=1 ./*.test.mjs
