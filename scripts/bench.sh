@@ -5,6 +5,8 @@
 #   scripts/bench.sh booking [args]     hold -> checkout -> confirmed, against pgbench
 #   scripts/bench.sh sellout [args]     5,000 users race for a 1,000-seat showtime, then verify
 #   scripts/bench.sh watchers [args]    2,000 live seat maps (SSE) while seats are held and released
+#   scripts/bench.sh queue [args]       100,000 users in a waiting room, admitted at a rate, buying
+#   scripts/bench.sh flood [args]       bogus logins and streams from one client vs 50 real buyers
 #
 # Checks (and starts) PostgreSQL, Redis and RabbitMQ, builds the release binaries, drops and
 # recreates the database seatgate_bench, starts `seatgate serve` on 127.0.0.1:8090 (logs in
@@ -21,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-  echo "usage: scripts/bench.sh <scenario> [seatgate-bench args]   scenarios: holds, booking, sellout, watchers" >&2
+  echo "usage: scripts/bench.sh <scenario> [seatgate-bench args]   scenarios: holds, booking, sellout, watchers, queue, flood" >&2
   exit 2
 }
 [ $# -ge 1 ] || usage
@@ -29,8 +31,8 @@ scenario=$1
 shift
 with_workers=0
 case "$scenario" in
-  holds | watchers) ;;
-  booking | sellout) with_workers=1 ;;
+  holds | watchers | flood) ;;
+  booking | sellout | queue) with_workers=1 ;;
   -h | --help) usage ;;
   *) echo "error: unknown scenario '$scenario'" >&2; usage ;;
 esac

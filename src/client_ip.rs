@@ -96,9 +96,9 @@ impl FromRequest for ClientIp {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let peer = req.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-        let trusted = req.app_data::<web::Data<AppState>>().map(|s| s.config.http.trusted_proxies.clone()).unwrap_or_default();
-        let forwarded: Vec<&str> =
-            req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).collect();
+        let trusted =
+            req.app_data::<web::Data<AppState>>().map(|s| s.config.http.trusted_proxies.clone()).unwrap_or_default();
+        let forwarded: Vec<&str> = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).collect();
         std::future::ready(Ok(Self(client_of(peer, &forwarded, &trusted))))
     }
 }

@@ -281,9 +281,11 @@ impl Config {
             body_limit_bytes: positive(env, "SEATGATE_BODY_LIMIT_BYTES", 64 * 1024)?,
             shutdown_grace: Duration::from_millis(var_or(env, "SEATGATE_SHUTDOWN_GRACE_MS", 0)?),
             shutdown_timeout: Duration::from_secs(var_or(env, "SEATGATE_SHUTDOWN_TIMEOUT_SECS", 10)?),
-            trusted_proxies: crate::client_ip::parse_nets(
-                &var_or(env, "SEATGATE_TRUSTED_PROXIES", "127.0.0.0/8,::1".to_owned())?,
-            )
+            trusted_proxies: crate::client_ip::parse_nets(&var_or(
+                env,
+                "SEATGATE_TRUSTED_PROXIES",
+                "127.0.0.0/8,::1".to_owned(),
+            )?)
             .context("invalid value for SEATGATE_TRUSTED_PROXIES")?,
         };
         let database = DatabaseConfig {

@@ -82,7 +82,8 @@ pub async fn run(args: FloodArgs) -> anyhow::Result<()> {
     let admin = api.login(&args.target.admin_email, &args.target.admin_password).await?;
     let seats_per_row = args.buyers.div_ceil(4).max(1);
     let showtime_id = crate::onsale_setup::showtime(&api, &admin, 4, seats_per_row).await?;
-    let map = api.call(Method::GET, &format!("/api/v1/showtimes/{showtime_id}/seats"), None, None, StatusCode::OK).await?;
+    let map =
+        api.call(Method::GET, &format!("/api/v1/showtimes/{showtime_id}/seats"), None, None, StatusCode::OK).await?;
     let seat_ids: Vec<String> =
         map["seats"].as_array().context("seats")?.iter().filter_map(|s| s["id"].as_str().map(str::to_owned)).collect();
     let run_id = Uuid::new_v4().simple().to_string();
@@ -105,7 +106,13 @@ pub async fn run(args: FloodArgs) -> anyhow::Result<()> {
     print(&phases, args.json)
 }
 
-async fn phase(api: &Api, args: &FloodArgs, showtime_id: Uuid, buyers: &[(u32, String, String)], flood: bool) -> PhaseResult {
+async fn phase(
+    api: &Api,
+    args: &FloodArgs,
+    showtime_id: Uuid,
+    buyers: &[(u32, String, String)],
+    flood: bool,
+) -> PhaseResult {
     let stop = Arc::new(AtomicBool::new(false));
     let counters: Arc<[AtomicU64; 6]> = Arc::new(Default::default());
     let mut flooders = JoinSet::new();
@@ -116,9 +123,18 @@ async fn phase(api: &Api, args: &FloodArgs, showtime_id: Uuid, buyers: &[(u32, S
                 let mut i = 0u64;
                 while !stop.load(Ordering::SeqCst) {
                     i += 1;
-                    let email = if i % 2 == 0 { format!("nobody-{}@example.com", Uuid::new_v4().simple()) } else { format!("garbage-{i}") };
-                    let res = api.client.post(api.url("/api/v1/auth/login")).header("X-Forwarded-For", FLOODER_IP)
-                        .json(&json!({"email": email, "password": "guess-guess"})).send().await;
+                    let email = if i.is_multiple_of(2) {
+                        format!("nobody-{}@example.com", Uuid::new_v4().simple())
+                    } else {
+                        format!("garbage-{i}")
+                    };
+                    let res = api
+                        .client
+                        .post(api.url("/api/v1/auth/login"))
+                        .header("X-Forwarded-For", FLOODER_IP)
+                        .json(&json!({"email": email, "password": "guess-guess"}))
+                        .send()
+                        .await;
                     counters[0].fetch_add(1, Ordering::SeqCst);
                     match res.map(|r| r.status().as_u16()) {
                         Ok(401) => counters[1].fetch_add(1, Ordering::SeqCst),
@@ -132,13 +148,21 @@ async fn phase(api: &Api, args: &FloodArgs, showtime_id: Uuid, buyers: &[(u32, S
         for _ in 0..args.flood_streams {
             let (api, stop, counters) = (api.clone(), Arc::clone(&stop), Arc::clone(&counters));
             flooders.spawn(async move {
-                let res = api.client.get(api.url(&format!("/api/v1/showtimes/{showtime_id}/seats/events")))
-                    .header("X-Forwarded-For", FLOODER_IP).timeout(Duration::from_secs(3600)).send().await;
+                let res = api
+                    .client
+                    .get(api.url(&format!("/api/v1/showtimes/{showtime_id}/seats/events")))
+                    .header("X-Forwarded-For", FLOODER_IP)
+                    .timeout(Duration::from_secs(3600))
+                    .send()
+                    .await;
                 match res {
                     Ok(mut r) if r.status() == StatusCode::OK => {
                         counters[4].fetch_add(1, Ordering::SeqCst);
                         while !stop.load(Ordering::SeqCst) {
-                            if tokio::time::timeout(Duration::from_millis(500), r.chunk()).await.is_ok_and(|c| c.is_err()) {
+                            if tokio::time::timeout(Duration::from_millis(500), r.chunk())
+                                .await
+                                .is_ok_and(|c| c.is_err())
+                            {
                                 break;
                             }
                         }
@@ -160,10 +184,18 @@ async fn phase(api: &Api, args: &FloodArgs, showtime_id: Uuid, buyers: &[(u32, S
             let (mut logins, mut holds, mut login_failures, mut hold_failures) = (Vec::new(), Vec::new(), 0u64, 0u64);
             while Instant::now() < deadline {
                 let started = Instant::now();
-                let res = api.client.post(api.url("/api/v1/auth/login")).header("X-Forwarded-For", buyer_ip(n))
-                    .json(&json!({"email": email, "password": "buyer-password"})).send().await;
+                let res = api
+                    .client
+                    .post(api.url("/api/v1/auth/login"))
+                    .header("X-Forwarded-For", buyer_ip(n))
+                    .json(&json!({"email": email, "password": "buyer-password"}))
+                    .send()
+                    .await;
                 let token = match res {
-                    Ok(r) if r.status() == StatusCode::OK => r.json::<serde_json::Value>().await.ok()
+                    Ok(r) if r.status() == StatusCode::OK => r
+                        .json::<serde_json::Value>()
+                        .await
+                        .ok()
                         .and_then(|b| b["access_token"].as_str().map(str::to_owned)),
                     _ => None,
                 };
@@ -174,13 +206,25 @@ async fn phase(api: &Api, args: &FloodArgs, showtime_id: Uuid, buyers: &[(u32, S
                 };
                 logins.push(started.elapsed().as_micros() as u64);
                 let started = Instant::now();
-                let res = api.client.post(api.url(&format!("/api/v1/showtimes/{showtime_id}/holds")))
-                    .bearer_auth(&token).json(&json!({"seat_ids": [seat]})).send().await;
+                let res = api
+                    .client
+                    .post(api.url(&format!("/api/v1/showtimes/{showtime_id}/holds")))
+                    .bearer_auth(&token)
+                    .json(&json!({"seat_ids": [seat]}))
+                    .send()
+                    .await;
                 match res {
                     Ok(r) if r.status() == StatusCode::CREATED => {
                         holds.push(started.elapsed().as_micros() as u64);
-                        if let Ok(body) = r.json::<serde_json::Value>().await && let Some(id) = body["hold_id"].as_str() {
-                            let _ = api.client.delete(api.url(&format!("/api/v1/holds/{id}"))).bearer_auth(&token).send().await;
+                        if let Ok(body) = r.json::<serde_json::Value>().await
+                            && let Some(id) = body["hold_id"].as_str()
+                        {
+                            let _ = api
+                                .client
+                                .delete(api.url(&format!("/api/v1/holds/{id}")))
+                                .bearer_auth(&token)
+                                .send()
+                                .await;
                         }
                     }
                     _ => hold_failures += 1,

@@ -112,8 +112,14 @@ pub async fn run(args: QueueArgs) -> anyhow::Result<()> {
     let showtime_id = crate::onsale_setup::showtime(&api, &admin, args.rows, args.seats_per_row).await?;
     let queue = json!({"admit_per_minute": args.admit_per_minute, "admission_minutes": args.admission_minutes});
     let far = chrono::Utc::now() + chrono::Duration::hours(1);
-    api.call(Method::PUT, &format!("/api/v1/showtimes/{showtime_id}/sale"), Some(&admin),
-        Some(&json!({"opens_at": far, "queue": queue})), StatusCode::OK).await?;
+    api.call(
+        Method::PUT,
+        &format!("/api/v1/showtimes/{showtime_id}/sale"),
+        Some(&admin),
+        Some(&json!({"opens_at": far, "queue": queue})),
+        StatusCode::OK,
+    )
+    .await?;
     eprintln!("queue: making {} accounts in PostgreSQL...", args.users + args.intruders);
     let ids: Vec<Uuid> = (0..args.users + args.intruders).map(|_| Uuid::now_v7()).collect();
     crate::onsale_setup::copy_users(&args.psql_bin, &args.database_url, &ids).await?;
@@ -129,8 +135,14 @@ pub async fn run(args: QueueArgs) -> anyhow::Result<()> {
 
     // Open the sale.
     let opens_at = chrono::Utc::now() + chrono::Duration::seconds(2);
-    api.call(Method::PUT, &format!("/api/v1/showtimes/{showtime_id}/sale"), Some(&admin),
-        Some(&json!({"opens_at": opens_at, "queue": queue})), StatusCode::OK).await?;
+    api.call(
+        Method::PUT,
+        &format!("/api/v1/showtimes/{showtime_id}/sale"),
+        Some(&admin),
+        Some(&json!({"opens_at": opens_at, "queue": queue})),
+        StatusCode::OK,
+    )
+    .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let opened = Instant::now();
     eprintln!("queue: open; buying as users are admitted...");
@@ -139,8 +151,8 @@ pub async fn run(args: QueueArgs) -> anyhow::Result<()> {
     let by_user: std::collections::HashMap<Uuid, String> = ids.iter().copied().zip(tokens.iter().cloned()).collect();
     let sale = Arc::new(SaleState::default());
     let mut tasks = JoinSet::new();
-    for token in intruders.iter().cloned() {
-        let (api, sale) = (api.clone(), Arc::clone(&sale));
+    for token in intruders {
+        let (api, sale, token) = (api.clone(), Arc::clone(&sale), token.clone());
         tasks.spawn(async move { intrude(&api, showtime_id, &token, &sale).await });
     }
     let showtime_keys = keys.showtime(showtime_id);
@@ -154,7 +166,9 @@ pub async fn run(args: QueueArgs) -> anyhow::Result<()> {
             deadpool_redis::redis::cmd("ZRANGE").arg(&showtime_keys.adm).arg(0).arg(-1).query_async(&mut conn).await?;
         drop(conn);
         for user in admitted.iter().filter_map(|u| u.parse::<Uuid>().ok()) {
-            if seen.insert(user) && let Some(token) = by_user.get(&user).cloned() {
+            if seen.insert(user)
+                && let Some(token) = by_user.get(&user).cloned()
+            {
                 let (api, sale, limit) = (api.clone(), Arc::clone(&sale), Arc::clone(&limit));
                 tasks.spawn(async move {
                     let _slot = limit.acquire().await;
@@ -177,7 +191,8 @@ pub async fn run(args: QueueArgs) -> anyhow::Result<()> {
 
     // Admission rate and fairness from the admitter's own records.
     let mut conn = redis.get().await?;
-    let (joined, admitted, _) = seatgate::onsale::store::entries(&mut conn, &showtime_keys).await?;
+    let seatgate::onsale::store::Records { joined, admitted, .. } =
+        seatgate::onsale::store::entries(&mut conn, &showtime_keys).await?;
     let window_ms = i64::from(args.admission_minutes) * 60_000;
     let mut times: Vec<i64> = admitted.iter().map(|(_, until)| until - window_ms).collect();
     times.sort_unstable();
@@ -226,12 +241,17 @@ struct SaleState {
 async fn join_all(api: &Api, showtime_id: Uuid, tokens: &[String], concurrency: u32) -> (Vec<u64>, u64) {
     let limit = Arc::new(tokio::sync::Semaphore::new(concurrency as usize));
     let mut tasks = JoinSet::new();
-    for token in tokens.iter().cloned() {
-        let (api, limit) = (api.clone(), Arc::clone(&limit));
+    for token in tokens {
+        let (api, limit, token) = (api.clone(), Arc::clone(&limit), token.clone());
         tasks.spawn(async move {
             let _slot = limit.acquire().await;
             let started = Instant::now();
-            let res = api.client.post(api.url(&format!("/api/v1/showtimes/{showtime_id}/queue"))).bearer_auth(&token).send().await;
+            let res = api
+                .client
+                .post(api.url(&format!("/api/v1/showtimes/{showtime_id}/queue")))
+                .bearer_auth(&token)
+                .send()
+                .await;
             let ok = res.is_ok_and(|r| r.status() == StatusCode::CREATED);
             (started.elapsed().as_micros() as u64, ok)
         });
@@ -252,23 +272,42 @@ async fn buy(api: &Api, showtime_id: Uuid, token: &str, sale: &SaleState) {
         if sale.stop.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
-        let Ok(map) = api.call(Method::GET, &format!("/api/v1/showtimes/{showtime_id}/seats"), Some(token), None, StatusCode::OK).await
-        else { continue };
-        let free: Vec<Value> = map["seats"].as_array().map(|s| s.iter().filter(|s| s["status"] == "available").map(|s| s["id"].clone()).collect()).unwrap_or_default();
+        let Ok(map) = api
+            .call(Method::GET, &format!("/api/v1/showtimes/{showtime_id}/seats"), Some(token), None, StatusCode::OK)
+            .await
+        else {
+            continue;
+        };
+        let free: Vec<Value> = map["seats"]
+            .as_array()
+            .map(|s| s.iter().filter(|s| s["status"] == "available").map(|s| s["id"].clone()).collect())
+            .unwrap_or_default();
         if free.is_empty() {
             return;
         }
         let n = rand::rng().random_range(1..=2usize).min(free.len());
         let start = rand::rng().random_range(0..free.len());
         let pick: Vec<Value> = free.iter().cycle().skip(start).take(n).cloned().collect();
-        let held = api.call(Method::POST, &format!("/api/v1/showtimes/{showtime_id}/holds"), Some(token),
-            Some(&json!({"seat_ids": pick})), StatusCode::CREATED).await;
+        let held = api
+            .call(
+                Method::POST,
+                &format!("/api/v1/showtimes/{showtime_id}/holds"),
+                Some(token),
+                Some(&json!({"seat_ids": pick})),
+                StatusCode::CREATED,
+            )
+            .await;
         let Ok(hold) = held else { continue };
         sale.holds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let Some(hold_id) = hold["hold_id"].as_str() else { return };
-        let checkout = api.client.post(api.url(&format!("/api/v1/holds/{hold_id}/checkout")))
-            .bearer_auth(token).header("Idempotency-Key", Uuid::new_v4().to_string())
-            .json(&json!({"payment_token": "tok_ok"})).send().await;
+        let checkout = api
+            .client
+            .post(api.url(&format!("/api/v1/holds/{hold_id}/checkout")))
+            .bearer_auth(token)
+            .header("Idempotency-Key", Uuid::new_v4().to_string())
+            .json(&json!({"payment_token": "tok_ok"}))
+            .send()
+            .await;
         if checkout.is_ok_and(|r| r.status() == StatusCode::ACCEPTED) {
             sale.checkouts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
@@ -278,14 +317,22 @@ async fn buy(api: &Api, showtime_id: Uuid, token: &str, sale: &SaleState) {
 
 /// A user who never joined tries to hold a seat every 200 ms; any 201 is a breach.
 async fn intrude(api: &Api, showtime_id: Uuid, token: &str, sale: &SaleState) {
-    let seat = match api.call(Method::GET, &format!("/api/v1/showtimes/{showtime_id}/seats"), None, None, StatusCode::OK).await {
+    let seat = match api
+        .call(Method::GET, &format!("/api/v1/showtimes/{showtime_id}/seats"), None, None, StatusCode::OK)
+        .await
+    {
         Ok(map) => map["seats"][0]["id"].clone(),
         Err(_) => return,
     };
     while !sale.stop.load(std::sync::atomic::Ordering::SeqCst) {
         sale.intruder_attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let res = api.client.post(api.url(&format!("/api/v1/showtimes/{showtime_id}/holds"))).bearer_auth(token)
-            .json(&json!({"seat_ids": [seat]})).send().await;
+        let res = api
+            .client
+            .post(api.url(&format!("/api/v1/showtimes/{showtime_id}/holds")))
+            .bearer_auth(token)
+            .json(&json!({"seat_ids": [seat]}))
+            .send()
+            .await;
         if res.is_ok_and(|r| r.status() == StatusCode::CREATED) {
             sale.intruder_grants.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
@@ -294,7 +341,8 @@ async fn intrude(api: &Api, showtime_id: Uuid, token: &str, sale: &SaleState) {
 }
 
 async fn sold_out(api: &Api, showtime_id: Uuid) -> anyhow::Result<bool> {
-    let map = api.call(Method::GET, &format!("/api/v1/showtimes/{showtime_id}/seats"), None, None, StatusCode::OK).await?;
+    let map =
+        api.call(Method::GET, &format!("/api/v1/showtimes/{showtime_id}/seats"), None, None, StatusCode::OK).await?;
     Ok(map["seats"].as_array().is_some_and(|s| s.iter().all(|s| s["status"] == "sold")))
 }
 

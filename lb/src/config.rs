@@ -143,7 +143,8 @@ impl FromStr for RouteLimit {
     type Err = anyhow::Error;
 
     fn from_str(raw: &str) -> anyhow::Result<Self> {
-        let (prefix, rate) = raw.trim().split_once('=').with_context(|| format!("`{raw}`: expected <prefix>=<rps>[:<burst>]"))?;
+        let (prefix, rate) =
+            raw.trim().split_once('=').with_context(|| format!("`{raw}`: expected <prefix>=<rps>[:<burst>]"))?;
         let prefix = prefix.trim();
         if !prefix.starts_with('/') {
             bail!("`{raw}`: the prefix must start with /");

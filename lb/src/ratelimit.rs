@@ -98,7 +98,7 @@ impl RouteLimits {
             .iter()
             .map(|l| (l.prefix.clone(), RateLimiter::new(RateLimitConfig { rps: l.rps, burst: l.burst })))
             .collect();
-        routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        routes.sort_by_key(|route| std::cmp::Reverse(route.0.len()));
         Self { routes }
     }
 

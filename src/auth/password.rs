@@ -44,8 +44,8 @@ pub async fn hash(password: String) -> anyhow::Result<String> {
 pub async fn verify(password: String, hash: Option<String>) -> anyhow::Result<bool> {
     let _permit = HASHING.acquire().await.context("hashing semaphore closed")?;
     tokio::task::spawn_blocking(move || verify_blocking(&password, hash))
-    .await
-    .context("password verification task failed")
+        .await
+        .context("password verification task failed")
 }
 
 /// No hashing slot within the bounds: the request is refused (503, `Retry-After`).

@@ -113,7 +113,8 @@ impl Admitter {
                 }
                 AdmitOutcome::NoQueue | AdmitOutcome::Cold => {
                     // No waiting room any more (settings changed, or the showtime ended).
-                    let _: () = redis::cmd("SREM").arg(&index).arg(showtime_id.to_string()).query_async(&mut conn).await?;
+                    let _: () =
+                        redis::cmd("SREM").arg(&index).arg(showtime_id.to_string()).query_async(&mut conn).await?;
                     store::release_lease(&mut conn, &keys, &self.owner).await?;
                     self.tokens.remove(&showtime_id);
                     metrics::gauge!("seatgate_queue_depth", "showtime" => showtime_id.to_string()).set(0.0);

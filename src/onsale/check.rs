@@ -45,15 +45,14 @@ pub fn spearman(xs: &[f64], ys: &[f64]) -> f64 {
 pub async fn check_fair_onsales(state: &AppState) -> anyhow::Result<Vec<Violation>> {
     let mut out = Vec::new();
     let mut breach = |detail: String| out.push(Violation { invariant: INVARIANT, detail });
-    let sales: Vec<(Uuid, chrono::DateTime<chrono::Utc>, Admission)> = sqlx::query_as(
-        "select showtime_id, opens_at, admission from showtime_sales where queue_status is not null",
-    )
-    .fetch_all(&state.db)
-    .await?;
+    let sales: Vec<(Uuid, chrono::DateTime<chrono::Utc>, Admission)> =
+        sqlx::query_as("select showtime_id, opens_at, admission from showtime_sales where queue_status is not null")
+            .fetch_all(&state.db)
+            .await?;
     let mut conn = state.redis.get().await?;
     for (showtime_id, opens_at, admission) in sales {
         let keys = state.keys.showtime(showtime_id);
-        let (joined, admitted, waiting) = store::entries(&mut conn, &keys).await?;
+        let store::Records { joined, admitted, waiting } = store::entries(&mut conn, &keys).await?;
         if joined.is_empty() {
             // Nobody joined, or the queue's keys are gone (a day after the show): nothing to judge.
             continue;
@@ -79,13 +78,12 @@ pub async fn check_fair_onsales(state: &AppState) -> anyhow::Result<Vec<Violatio
         }
 
         // Reservations after opening by users never admitted.
-        let buyers: Vec<(Uuid, Uuid)> = sqlx::query_as(
-            "select id, user_id from reservations where showtime_id = $1 and created_at >= $2",
-        )
-        .bind(showtime_id)
-        .bind(opens_at)
-        .fetch_all(&state.db)
-        .await?;
+        let buyers: Vec<(Uuid, Uuid)> =
+            sqlx::query_as("select id, user_id from reservations where showtime_id = $1 and created_at >= $2")
+                .bind(showtime_id)
+                .bind(opens_at)
+                .fetch_all(&state.db)
+                .await?;
         for (reservation, user) in buyers {
             if !admitted_users.contains(&user) && !fail_open {
                 breach(format!(

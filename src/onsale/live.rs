@@ -32,8 +32,12 @@ use crate::state::AppState;
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum QueueEvent {
-    Opened { popped: u64 },
-    Admitted { popped: u64 },
+    Opened {
+        popped: u64,
+    },
+    Admitted {
+        popped: u64,
+    },
     Paused,
     Resumed,
     /// Not published: the subscription was re-established and events may have been missed.
@@ -82,13 +86,7 @@ impl QueueHub {
     /// A hub that subscribes on first use and stops with `stop`.
     pub fn new(keys: Keys, redis: RedisPool, stop: CancellationToken) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                keys,
-                redis,
-                channels: Mutex::default(),
-                started: AtomicBool::new(false),
-                stop,
-            }),
+            inner: Arc::new(Inner { keys, redis, channels: Mutex::default(), started: AtomicBool::new(false), stop }),
         }
     }
 
@@ -226,7 +224,8 @@ impl QueueSession {
     async fn reread(&mut self) -> Option<Option<Bytes>> {
         match service::entry_snapshot(&self.state, self.user, self.showtime_id).await {
             Ok(snapshot) => {
-                let changed = serde_json::to_value(&snapshot.entry).ok() != serde_json::to_value(&self.snapshot.entry).ok();
+                let changed =
+                    serde_json::to_value(&snapshot.entry).ok() != serde_json::to_value(&self.snapshot.entry).ok();
                 self.snapshot = snapshot;
                 if self.snapshot.entry.state == QueueState::Expired {
                     self.done = true;

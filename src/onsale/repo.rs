@@ -120,5 +120,8 @@ pub async fn find_showtime_times(
     conn: &mut PgConnection,
     showtime_id: Uuid,
 ) -> sqlx::Result<Option<(DateTime<Utc>, DateTime<Utc>)>> {
-    sqlx::query_as("select starts_at, ends_at from showtimes where id = $1").bind(showtime_id).fetch_optional(conn).await
+    sqlx::query_as("select starts_at, ends_at from showtimes where id = $1")
+        .bind(showtime_id)
+        .fetch_optional(conn)
+        .await
 }

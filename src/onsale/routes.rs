@@ -99,7 +99,11 @@ pub async fn my_entry_events(
     (status = 404, description = "no such showtime, or its sale has no waiting room", body = Problem, content_type = "application/problem+json"),
 ))]
 #[get("/api/v1/showtimes/{id}/queue")]
-pub async fn queue_stats(state: web::Data<AppState>, _admin: AdminUser, id: web::Path<Uuid>) -> ApiResult<Json<QueueStats>> {
+pub async fn queue_stats(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    id: web::Path<Uuid>,
+) -> ApiResult<Json<QueueStats>> {
     Ok(Json(service::queue_stats(&state, *id).await?))
 }
 
@@ -111,7 +115,11 @@ pub async fn queue_stats(state: web::Data<AppState>, _admin: AdminUser, id: web:
     (status = 409, description = "the sale has no waiting room", body = Problem, content_type = "application/problem+json"),
 ))]
 #[post("/api/v1/showtimes/{id}/queue/pause")]
-pub async fn pause_queue(state: web::Data<AppState>, _admin: AdminUser, id: web::Path<Uuid>) -> ApiResult<Json<QueueStats>> {
+pub async fn pause_queue(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    id: web::Path<Uuid>,
+) -> ApiResult<Json<QueueStats>> {
     Ok(Json(service::set_paused(&state, *id, true).await?))
 }
 
@@ -123,7 +131,11 @@ pub async fn pause_queue(state: web::Data<AppState>, _admin: AdminUser, id: web:
     (status = 409, description = "the sale has no waiting room", body = Problem, content_type = "application/problem+json"),
 ))]
 #[post("/api/v1/showtimes/{id}/queue/resume")]
-pub async fn resume_queue(state: web::Data<AppState>, _admin: AdminUser, id: web::Path<Uuid>) -> ApiResult<Json<QueueStats>> {
+pub async fn resume_queue(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    id: web::Path<Uuid>,
+) -> ApiResult<Json<QueueStats>> {
     Ok(Json(service::set_paused(&state, *id, false).await?))
 }
 

@@ -149,7 +149,11 @@ pub fn parse_sale(req: &SaleRequest, starts_at: DateTime<Utc>) -> Result<NewSale
         return Err(ApiError::Validation(errors));
     }
     let fail_open = req.queue.as_ref().is_some_and(|q| q.fail_open);
-    Ok(NewSale { opens_at: req.opens_at, queue, admission: if fail_open { Admission::FailOpen } else { Admission::Enforced } })
+    Ok(NewSale {
+        opens_at: req.opens_at,
+        queue,
+        admission: if fail_open { Admission::FailOpen } else { Admission::Enforced },
+    })
 }
 
 /// Stores a showtime's sale settings, then mirrors them. The old mirror is dropped before the
@@ -215,7 +219,9 @@ fn entry(e: store::Entry, sale: Option<&QueueSettings>) -> QueueEntry {
     };
     let position = e.rank.map(|r| r + 1);
     let estimated_wait_secs = match (state, position, sale) {
-        (QueueState::Waiting, Some(p), Some(q)) if !q.paused => Some((p * 60).div_ceil(q.admit_per_minute.max(1) as u64)),
+        (QueueState::Waiting, Some(p), Some(q)) if !q.paused => {
+            Some((p * 60).div_ceil(q.admit_per_minute.max(1) as u64))
+        }
         _ => None,
     };
     QueueEntry {
@@ -228,7 +234,12 @@ fn entry(e: store::Entry, sale: Option<&QueueSettings>) -> QueueEntry {
 }
 
 /// Runs `queue_join.lua`, warming the sale mirror once if it is cold.
-async fn run_join(state: &AppState, user: AuthUser, showtime_id: Uuid, join: bool) -> Result<(JoinOutcome, Option<QueueSettings>), ApiError> {
+async fn run_join(
+    state: &AppState,
+    user: AuthUser,
+    showtime_id: Uuid,
+    join: bool,
+) -> Result<(JoinOutcome, Option<QueueSettings>), ApiError> {
     let keys = state.keys.showtime(showtime_id);
     let score = store::random_score().map_err(ApiError::Internal)?;
     let mut conn = redis_conn(state).await?;

@@ -72,15 +72,24 @@ impl SaleMirror {
 /// Writes the sale mirror (replacing the old one at once) and keeps the admitter's index of
 /// queued showtimes in step.
 #[tracing::instrument(skip_all)]
-pub async fn mirror(conn: &mut Conn, k: &ShowtimeKeys, queued_index: &str, showtime_id: Uuid, sale: &SaleMirror) -> anyhow::Result<()> {
+pub async fn mirror(
+    conn: &mut Conn,
+    k: &ShowtimeKeys,
+    queued_index: &str,
+    showtime_id: Uuid,
+    sale: &SaleMirror,
+) -> anyhow::Result<()> {
     let mut fields = vec![
         ("opens_at", sale.opens_at_ms.to_string()),
         ("queue", if sale.queue.is_some() { "1" } else { "0" }.to_owned()),
-        ("admission", match sale.admission {
-            Admission::Enforced => "enforced",
-            Admission::FailOpen => "fail_open",
-        }
-        .to_owned()),
+        (
+            "admission",
+            match sale.admission {
+                Admission::Enforced => "enforced",
+                Admission::FailOpen => "fail_open",
+            }
+            .to_owned(),
+        ),
         ("ends_at", sale.ends_at_ms.to_string()),
     ];
     if let Some(q) = sale.queue {
@@ -152,7 +161,13 @@ pub enum JoinOutcome {
 /// Joins (`join = true`) or reads the caller's entry. `random_score` must be uniform in
 /// [0, 2^52) from a cryptographic RNG; it is used only if the user joins before opening.
 #[tracing::instrument(skip_all, fields(user.id = %user_id))]
-pub async fn join(conn: &mut Conn, k: &ShowtimeKeys, user_id: Uuid, join: bool, random_score: u64) -> anyhow::Result<JoinOutcome> {
+pub async fn join(
+    conn: &mut Conn,
+    k: &ShowtimeKeys,
+    user_id: Uuid,
+    join: bool,
+    random_score: u64,
+) -> anyhow::Result<JoinOutcome> {
     let args = [if join { "join" } else { "peek" }.to_owned(), user_id.to_string(), random_score.to_string()];
     let keys = [&*k.sale, &*k.queue.line, &*k.queue.joined, &*k.adm, &*k.queue.seq, &*k.queue.state];
     let (status, rest) = split(run("queue_join", &JOIN, conn, &keys, &args).await?)?;
@@ -220,7 +235,13 @@ pub async fn release_lease(conn: &mut Conn, k: &ShowtimeKeys, owner: &str) -> an
 /// Result of `queue_admit.lua`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AdmitOutcome {
-    Step { admitted: u64, newly_expired: u64, waiting: u64, popped: u64, paused: bool },
+    Step {
+        admitted: u64,
+        newly_expired: u64,
+        waiting: u64,
+        popped: u64,
+        paused: bool,
+    },
     /// The token is not the lease's: another admitter took over.
     Fenced,
     NoQueue,
@@ -273,10 +294,22 @@ pub async fn stats(conn: &mut Conn, k: &ShowtimeKeys) -> anyhow::Result<RawStats
     Ok(RawStats { waiting: n(0)?, admitted: n(1)?, expired: n(2)?, seats_held: n(3)?, popped: n(5)? })
 }
 
-/// What the invariant checker reads of a waiting room: every entry (user, joined_at_ms, score),
-/// and the admitted users with their admitted-until time.
-pub async fn entries(conn: &mut Conn, k: &ShowtimeKeys) -> anyhow::Result<(Vec<(Uuid, i64, u64)>, Vec<(Uuid, i64)>, Vec<(Uuid, u64)>)> {
-    let (joined, admitted, waiting): (Vec<(String, String)>, Vec<(String, f64)>, Vec<(String, f64)>) = redis::pipe()
+/// Everything a waiting room recorded: what the invariant checker and the queue bench read.
+#[derive(Clone, Debug, Default)]
+pub struct Records {
+    /// Every entry: (user, joined_at_ms, score).
+    pub joined: Vec<(Uuid, i64, u64)>,
+    /// Admitted users: (user, admitted_until_ms).
+    pub admitted: Vec<(Uuid, i64)>,
+    /// Users still waiting: (user, score).
+    pub waiting: Vec<(Uuid, u64)>,
+}
+
+type RawRecords = (Vec<(String, String)>, Vec<(String, f64)>, Vec<(String, f64)>);
+
+/// Reads the whole waiting room (O(n): for checks and benchmarks, not for requests).
+pub async fn entries(conn: &mut Conn, k: &ShowtimeKeys) -> anyhow::Result<Records> {
+    let (joined, admitted, waiting): RawRecords = redis::pipe()
         .hgetall(&k.queue.joined)
         .zrange_withscores(&k.adm, 0, -1)
         .zrange_withscores(&k.queue.line, 0, -1)
@@ -292,5 +325,5 @@ pub async fn entries(conn: &mut Conn, k: &ShowtimeKeys) -> anyhow::Result<(Vec<(
         .collect();
     let admitted = admitted.into_iter().filter_map(|(u, s)| Some((u.parse().ok()?, s as i64))).collect();
     let waiting = waiting.into_iter().filter_map(|(u, s)| Some((u.parse().ok()?, s as u64))).collect();
-    Ok((joined, admitted, waiting))
+    Ok(Records { joined, admitted, waiting })
 }

@@ -144,10 +144,14 @@ async fn live_streams_are_capped_per_client_ip_and_per_user(db: PgPool) {
     loop {
         let alice = app.new_user().await;
         let seat = &show.seats[0];
-        let hold = app.post(&format!("/api/v1/showtimes/{}/holds", show.id), Some(&alice.token), &json!({"seat_ids": [seat]})).await;
+        let hold = app
+            .post(&format!("/api/v1/showtimes/{}/holds", show.id), Some(&alice.token), &json!({"seat_ids": [seat]}))
+            .await;
         if hold.status().as_u16() == 201 {
             let id: serde_json::Value = hold.json().await;
-            app.delete(&format!("/api/v1/holds/{}", id["hold_id"].as_str().expect("id")), Some(&alice.token)).await.assert_status(204);
+            app.delete(&format!("/api/v1/holds/{}", id["hold_id"].as_str().expect("id")), Some(&alice.token))
+                .await
+                .assert_status(204);
         }
         if stream(&app, &show.id, "203.0.113.1", None).await.status() == 200 {
             break;

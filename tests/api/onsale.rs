@@ -29,7 +29,8 @@ async fn put_sale(app: &TestApp, show: &Show, body: Value) -> Value {
 
 /// A sale that opened a minute ago with a queue of `rate` admissions per minute.
 async fn queued_sale(app: &TestApp, show: &Show, rate: u32) -> Value {
-    put_sale(app, show, json!({"opens_at": at(-60), "queue": {"admit_per_minute": rate, "admission_minutes": 10}})).await
+    put_sale(app, show, json!({"opens_at": at(-60), "queue": {"admit_per_minute": rate, "admission_minutes": 10}}))
+        .await
 }
 
 async fn join(app: &TestApp, show: &Show, user: &TestUser) -> crate::helpers::Res {
@@ -41,8 +42,12 @@ async fn me(app: &TestApp, show: &Show, user: &TestUser) -> Value {
 }
 
 async fn try_hold(app: &TestApp, show: &Show, user: &TestUser, seat: usize) -> crate::helpers::Res {
-    app.post(&format!("/api/v1/showtimes/{}/holds", show.id), Some(&user.token), &json!({"seat_ids": [show.seats[seat]]}))
-        .await
+    app.post(
+        &format!("/api/v1/showtimes/{}/holds", show.id),
+        Some(&user.token),
+        &json!({"seat_ids": [show.seats[seat]]}),
+    )
+    .await
 }
 
 fn sid(show: &Show) -> Uuid {
@@ -182,7 +187,13 @@ async fn an_admission_that_ran_out_refuses_new_holds_but_keeps_the_old_one(db: P
     let keys = app.state.keys.showtime(sid(&show));
     let past = chrono::Utc::now().timestamp_millis() - 1;
     let mut conn = app.state.redis.get().await.expect("redis");
-    let _: () = redis::cmd("ZADD").arg(&keys.adm).arg(past).arg(alice.id.to_string()).query_async(&mut conn).await.expect("zadd");
+    let _: () = redis::cmd("ZADD")
+        .arg(&keys.adm)
+        .arg(past)
+        .arg(alice.id.to_string())
+        .query_async(&mut conn)
+        .await
+        .expect("zadd");
     // Assert
     assert_eq!(me(&app, &show, &alice).await["state"], "expired");
     assert_eq!(try_hold(&app, &show, &alice, 1).await.problem(403).await.code, "not_admitted");
@@ -211,7 +222,8 @@ async fn one_admitter_admits_per_showtime_and_a_stale_one_is_fenced(db: PgPool) 
     // token, and the first's old token admits nobody.
     let keys = app.state.keys.showtime(sid(&show));
     let mut conn = app.state.redis.get().await.expect("redis");
-    let old: String = redis::cmd("HGET").arg(&keys.queue.lease).arg("token").query_async(&mut conn).await.expect("token");
+    let old: String =
+        redis::cmd("HGET").arg(&keys.queue.lease).arg("token").query_async(&mut conn).await.expect("token");
     let _: () = redis::cmd("DEL").arg(&keys.queue.lease).query_async(&mut conn).await.expect("del");
     assert_eq!(second.step(&app.state).await.expect("takeover").led, 1);
     let stale = store::admit(&mut conn, &keys, &old, Duration::from_secs(2), 100).await.expect("admit");
@@ -225,7 +237,8 @@ async fn a_paused_queue_admits_nobody_until_resumed(db: PgPool) {
     queued_sale(&app, &show, 60).await;
     let alice = app.new_user().await;
     join(&app, &show, &alice).await.assert_status(201);
-    let stats = app.admin_post(&format!("/api/v1/showtimes/{}/queue/pause", show.id), &json!({})).await.json_status(200).await;
+    let stats =
+        app.admin_post(&format!("/api/v1/showtimes/{}/queue/pause", show.id), &json!({})).await.json_status(200).await;
     assert_eq!(stats["paused"], true);
     let mut admitter = Admitter::new();
     assert_eq!(admitter.step(&app.state).await.expect("step").admitted, 0);
@@ -242,7 +255,8 @@ async fn fail_open_lets_every_signed_in_user_hold(db: PgPool) {
     queued_sale(&app, &show, 1).await;
     let bob = app.new_user().await;
     assert_eq!(try_hold(&app, &show, &bob, 0).await.problem(403).await.code, "not_admitted");
-    let open = json!({"opens_at": at(-60), "queue": {"admit_per_minute": 1, "admission_minutes": 10, "fail_open": true}});
+    let open =
+        json!({"opens_at": at(-60), "queue": {"admit_per_minute": 1, "admission_minutes": 10, "fail_open": true}});
     let sale = put_sale(&app, &show, open).await;
     assert_eq!(sale["queue"]["fail_open"], true);
     try_hold(&app, &show, &bob, 0).await.assert_status(201);
@@ -327,7 +341,8 @@ async fn the_waiting_user_sees_his_place_move_and_his_admission_live(db: PgPool)
     let keys = app.state.keys.showtime(sid(&show));
     let mut conn = app.state.redis.get().await.expect("redis");
     // The bucket has no credit left for a minute: give it one (as a minute passing would).
-    let _: () = redis::cmd("HSET").arg(&keys.queue.state).arg("credit").arg("1").query_async(&mut conn).await.expect("credit");
+    let _: () =
+        redis::cmd("HSET").arg(&keys.queue.state).arg("credit").arg("1").query_async(&mut conn).await.expect("credit");
     admitter.step(&app.state).await.expect("step");
     let admitted = events.next_entry().await;
     assert_eq!((admitted["state"].clone(), admitted["position"].clone()), (json!("admitted"), Value::Null));
