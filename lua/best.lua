@@ -11,6 +11,7 @@
 -- ARGV[1] hold_id        ARGV[2] user_id       ARGV[3] ttl_ms       ARGV[4] max_lifetime_ms
 -- ARGV[5] max_per_user   ARGV[6] purge_limit   ARGV[7] events channel
 -- KEYS[8] the hold's index (hold id -> "showtime_id:user_id"; in this slot, see infra/slots.rs)
+-- KEYS[9] sale    KEYS[10] adm     (the admission gate's keys, see _admission.lua)
 -- ARGV[8] count (>= 1)   ARGV[9] category name, or "" for any
 -- ARGV[10] index value   ARGV[11] index ttl_ms
 --
@@ -30,9 +31,11 @@
 --   {"none"}                      no such block is free (nothing written but expired holds)
 --   {"limit", seats_already_held} the user would go over max_per_user (nothing written)
 --   {"closed", "started"|"cancelled"}
+--   {"sale_not_open", opens_at_ms} {"not_admitted"}   refused by the admission gate
 --   {"cold"}                      meta, sold cache or layout missing: rebuild, retry
 local k_holds, k_expiry, k_info, k_users, k_sold, k_meta, k_layout, k_index =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local k_sale, k_adm = KEYS[9], KEYS[10]
 local hold_id, user = ARGV[1], ARGV[2]
 local ttl, lifetime, max_per_user = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local purge_limit, channel = tonumber(ARGV[6]), ARGV[7]
@@ -51,6 +54,11 @@ if meta[2] ~= 'scheduled' then
 end
 if now >= tonumber(meta[1]) then
   return {'closed', 'started'}
+end
+-- The admission gate, before any write (invariant 9): the same as hold.lua's.
+local refused = admission_gate(k_sale, k_adm, user, now)
+if refused then
+  return refused
 end
 local nrows = tonumber(layout[1])
 

@@ -1,7 +1,8 @@
 -- hold.lua: hold N seats of one showtime for one user, all or nothing.
 --
 -- KEYS[1] holds   KEYS[2] expiry   KEYS[3] info   KEYS[4] users   KEYS[5] sold   KEYS[6] meta
--- KEYS[7] the hold's index (hold id -> "showtime_id:user_id"; in this slot, see infra/slots.rs)
+-- KEYS[7] sale    KEYS[8] adm      (the admission gate's keys, see _admission.lua)
+-- KEYS[9] the hold's index (hold id -> "showtime_id:user_id"; in this slot, see infra/slots.rs)
 -- ARGV[1] hold_id        ARGV[2] user_id       ARGV[3] ttl_ms       ARGV[4] max_lifetime_ms
 -- ARGV[5] max_per_user   ARGV[6] purge_limit   ARGV[7] events channel
 -- ARGV[8] index value    ARGV[9] index ttl_ms (outlives the hold, to tell "expired" from "never")
@@ -12,9 +13,10 @@
 --   {"unavailable", seat_id...}   seats sold or held by a live hold (nothing written)
 --   {"limit", seats_already_held} the user would go over max_per_user (nothing written)
 --   {"closed", "started"|"cancelled"}
---   {"cold"}                      meta or sold cache missing: rebuild from PostgreSQL, retry
+--   {"sale_not_open", opens_at_ms} {"not_admitted"}   refused by the admission gate
+--   {"cold"}                      meta, sold cache or sale mirror missing: rebuild, retry
 local k_holds, k_expiry, k_info, k_users, k_sold, k_meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local k_index = KEYS[7]
+local k_sale, k_adm, k_index = KEYS[7], KEYS[8], KEYS[9]
 local hold_id, user = ARGV[1], ARGV[2]
 local ttl, lifetime, max_per_user = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local purge_limit, channel = tonumber(ARGV[6]), ARGV[7]
@@ -30,6 +32,11 @@ if meta[2] ~= 'scheduled' then
 end
 if now >= tonumber(meta[1]) then
   return {'closed', 'started'}
+end
+-- The admission gate, before any write (invariant 9).
+local refused = admission_gate(k_sale, k_adm, user, now)
+if refused then
+  return refused
 end
 
 -- Expired holds go first, so their seats count as free and their users' counts drop.

@@ -4,7 +4,7 @@
 # chromium with apt when missing (the package and its dependencies only: --no-install-recommends,
 # about 25 packages on Debian 12) and the npm packages (npm ci into tests/browser/node_modules,
 # from the committed package-lock.json) when missing, builds target/debug/seatgate, and runs the
-# test; the test starts and stops its own seatgate on a free port with its own database.
+# tests; each test file starts and stops its own seatgate on a free port with its own database.
 # Screenshots land in target/browser-artifacts/.
 #
 # Exits 0 with a SKIP message only when chromium is absent and cannot be installed.
@@ -31,4 +31,4 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
 fi
 cargo build --locked --bin seatgate
 cd tests/browser
-CHROMIUM_PATH="$chromium" SEATGATE_BIN="$PWD/../../target/debug/seatgate" node --test --test-concurrency=1 live-seat-map.test.mjs
+CHROMIUM_PATH="$chromium" SEATGATE_BIN="$PWD/../../target/debug/seatgate" node --test --test-concurrency=1 ./*.test.mjs

@@ -62,6 +62,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 export SEATGATE_DATABASE_URL="postgres://postgres@127.0.0.1:5432/seatgate_$run"
 export SEATGATE_JWT_SECRET="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export SEATGATE_ADMIN_EMAIL="admin@seatgate.local" SEATGATE_ADMIN_PASSWORD="admin-password"
+# A throw-away demo (placeholder admin password); every simulated customer comes from one IP.
+export SEATGATE_DEMO=1 SEATGATE_AUTH_ATTEMPTS_PER_IP_PER_MINUTE=1000000
 export SEATGATE_REDIS_KEY_PREFIX="$run" SEATGATE_AMQP_NAMESPACE="$run"
 # Production topology (quorum queues): SEATGATE_AMQP_QUEUE_EXPIRES_MS stays unset, so the queues
 # outlive the run and cleanup() deletes them by name.

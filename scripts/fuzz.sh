@@ -23,6 +23,8 @@ fi
 # stopped and cleaned up on exit: scripts/lib/throwaway-api.sh.
 source scripts/lib/throwaway-api.sh
 export SEATGATE_LOGIN_ATTEMPTS_PER_MINUTE=1000000 SEATGATE_LOG_FORMAT=json RUST_LOG=warn
+# A throw-away instance (placeholder admin password); every fuzz request comes from one IP.
+export SEATGATE_DEMO=1 SEATGATE_AUTH_ATTEMPTS_PER_IP_PER_MINUTE=1000000
 throwaway_api_start fuzz --seed-demo
 token() {
   curl -fsS "$API_URL/api/v1/auth/login" -H 'content-type: application/json' \

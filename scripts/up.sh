@@ -18,7 +18,10 @@ export SEATGATE_JWT_SECRET="${SEATGATE_JWT_SECRET:-$(head -c 32 /dev/urandom | o
 # Likewise one ticket signing key, so a ticket signed by one instance verifies on all.
 export SEATGATE_TICKET_SIGNING_KEY="${SEATGATE_TICKET_SIGNING_KEY:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
 export SEATGATE_ADMIN_EMAIL="${SEATGATE_ADMIN_EMAIL:-admin@seatgate.local}"
-export SEATGATE_ADMIN_PASSWORD="${SEATGATE_ADMIN_PASSWORD:-admin-password}"
+if [ -z "${SEATGATE_ADMIN_PASSWORD:-}" ]; then
+  # A laptop demo: the placeholder password is accepted (and start-up says so in its log).
+  export SEATGATE_ADMIN_PASSWORD=admin-password SEATGATE_DEMO=1
+fi
 # An instance reports not-ready this long before it stops listening, so the lb (checking every
 # second) stops sending it traffic first.
 export SEATGATE_SHUTDOWN_GRACE_MS="${SEATGATE_SHUTDOWN_GRACE_MS:-1500}"
@@ -70,8 +73,14 @@ for i in $(seq 1 "$instances"); do
 done
 start "seatgate-workers" target/up/workers.log env SEATGATE_WORKERS_METRICS_LISTEN="$workers_metrics" \
   $bin/seatgate-workers all
+# /api/v1/auth/* costs an argon2 hash (~20-50 ms of a core) per request, so one client IP gets
+# 2 such requests per second sustained, bursts of 10: plenty for people signing in (a venue's
+# shared NAT included), and a single flooder can take only ~2 hashes/s of an instance's ~40-100.
+# Everything else is left to the API's own limits (SEATGATE_LB_RATE_LIMIT_RPS stays off).
+route_limits="${SEATGATE_LB_ROUTE_LIMITS:-/api/v1/auth/=2:10}"
 start "seatgate-lb" target/up/lb.log env SEATGATE_LB_LISTEN="$lb_listen" SEATGATE_LB_ADMIN_LISTEN="$lb_admin" \
-  SEATGATE_LB_UPSTREAMS="$(IFS=,; echo "${upstreams[*]}")" SEATGATE_LB_STRATEGY=least_conn $bin/seatgate-lb
+  SEATGATE_LB_UPSTREAMS="$(IFS=,; echo "${upstreams[*]}")" SEATGATE_LB_STRATEGY=least_conn \
+  SEATGATE_LB_ROUTE_LIMITS="$route_limits" $bin/seatgate-lb
 
 for _ in $(seq 1 120); do
   curl -fsS "http://$lb_listen/health/ready" >/dev/null 2>&1 && break

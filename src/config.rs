@@ -25,7 +25,11 @@ pub struct Config {
     pub workers: WorkerConfig,
     pub live: LiveConfig,
     pub tickets: TicketConfig,
+    pub onsale: OnsaleConfig,
     pub log_format: LogFormat,
+    /// `SEATGATE_DEMO` (false): accept the placeholder secrets of docker-compose.yml and
+    /// scripts/up.sh (with a warning). Off, start-up refuses them.
+    pub demo: bool,
 }
 
 /// The HTTP listener.
@@ -42,6 +46,9 @@ pub struct HttpConfig {
     pub shutdown_grace: Duration,
     /// `SEATGATE_SHUTDOWN_TIMEOUT_SECS`: in-flight requests get this long to finish.
     pub shutdown_timeout: Duration,
+    /// `SEATGATE_TRUSTED_PROXIES` (127.0.0.0/8,::1): peers whose `X-Forwarded-For` is believed
+    /// when deciding a client's IP (per-IP login throttle and stream caps).
+    pub trusted_proxies: Vec<crate::client_ip::IpNet>,
 }
 
 /// PostgreSQL, the source of truth.
@@ -104,6 +111,18 @@ pub struct AuthConfig {
     pub account_cache: Duration,
     /// `SEATGATE_LOGIN_ATTEMPTS_PER_MINUTE`: login attempts per email and minute before 429.
     pub login_attempts_per_minute: u32,
+    /// `SEATGATE_AUTH_ATTEMPTS_PER_IP_PER_MINUTE` (60): logins and registrations per client IP
+    /// and minute before 429, whatever the email (malformed and unknown ones included).
+    pub attempts_per_ip_per_minute: u32,
+    /// `SEATGATE_PASSWORD_HASH_QUEUE` (32): requests that may wait for a hashing slot at once;
+    /// more get 503 at once.
+    pub hash_queue: usize,
+    /// `SEATGATE_PASSWORD_HASH_WAIT_MS` (2000): how long a request waits for a hashing slot
+    /// before 503 with `Retry-After`.
+    pub hash_wait: Duration,
+    /// `SEATGATE_ADMIN_PROMOTE` (false): let start-up promote an existing account whose email
+    /// is `SEATGATE_ADMIN_EMAIL` to admin. Off, such an account is left alone (and logged).
+    pub admin_promote: bool,
 }
 
 /// The admin account created (or promoted) at start-up.
@@ -141,6 +160,25 @@ pub struct LiveConfig {
     /// `SEATGATE_SSE_BUFFER`: seat changes queued per showtime for a slow client; one that
     /// falls further behind gets a fresh snapshot instead.
     pub buffer: usize,
+    /// `SEATGATE_SSE_MAX_PER_IP` (32): streams one client IP may hold open on an instance.
+    pub max_per_ip: usize,
+    /// `SEATGATE_SSE_MAX_PER_USER` (4): streams one signed-in user may hold open on an instance.
+    pub max_per_user: usize,
+}
+
+/// The waiting room's admitter (`src/onsale/admitter.rs`).
+#[derive(Clone, Debug)]
+pub struct OnsaleConfig {
+    /// `SEATGATE_QUEUE_ADMIT_INTERVAL_MS` (250): time between admission steps.
+    pub admit_interval: Duration,
+    /// `SEATGATE_QUEUE_LEASE_MS` (3000): the admitter lease of a showtime; another process
+    /// takes over this long after the leader stopped renewing it. More than the interval.
+    pub lease_ttl: Duration,
+    /// `SEATGATE_QUEUE_BURST_MS` (2000): admissions are credited for at most this long between
+    /// two steps, so an admitter that was away does not let a crowd in at once.
+    pub burst: Duration,
+    /// `SEATGATE_QUEUE_MAX_BATCH` (1000): admissions per step and showtime at most.
+    pub max_batch: u32,
 }
 
 /// Signed tickets (see docs/TICKETS.md).
@@ -338,6 +376,12 @@ impl Config {
             body_limit_bytes: positive(env, "SEATGATE_BODY_LIMIT_BYTES", 64 * 1024)?,
             shutdown_grace: Duration::from_millis(var_or(env, "SEATGATE_SHUTDOWN_GRACE_MS", 0)?),
             shutdown_timeout: Duration::from_secs(var_or(env, "SEATGATE_SHUTDOWN_TIMEOUT_SECS", 10)?),
+            trusted_proxies: crate::client_ip::parse_nets(&var_or(
+                env,
+                "SEATGATE_TRUSTED_PROXIES",
+                "127.0.0.0/8,::1".to_owned(),
+            )?)
+            .context("invalid value for SEATGATE_TRUSTED_PROXIES")?,
         };
         let database = DatabaseConfig {
             url: url_var(env, "SEATGATE_DATABASE_URL", DEFAULT_DATABASE_URL, &["postgres", "postgresql"])?,
@@ -379,7 +423,13 @@ impl Config {
             admin,
             account_cache: Duration::from_millis(var_or(env, "SEATGATE_ACCOUNT_CACHE_MS", 5000)?),
             login_attempts_per_minute: positive(env, "SEATGATE_LOGIN_ATTEMPTS_PER_MINUTE", 10)?,
+            attempts_per_ip_per_minute: positive(env, "SEATGATE_AUTH_ATTEMPTS_PER_IP_PER_MINUTE", 60)?,
+            hash_queue: var_or(env, "SEATGATE_PASSWORD_HASH_QUEUE", 32)?,
+            hash_wait: Duration::from_millis(positive(env, "SEATGATE_PASSWORD_HASH_WAIT_MS", 2000)?),
+            admin_promote: flag(env, "SEATGATE_ADMIN_PROMOTE")?,
         };
+        let demo = flag(env, "SEATGATE_DEMO")?;
+        refuse_placeholders(&auth, demo)?;
         let holds = HoldConfig {
             ttl: Duration::from_secs(positive(env, "SEATGATE_HOLD_TTL_SECS", 300)?),
             max_lifetime: Duration::from_secs(positive(env, "SEATGATE_HOLD_MAX_LIFETIME_SECS", 900)?),
@@ -413,10 +463,60 @@ impl Config {
             max_connections: positive(env, "SEATGATE_SSE_MAX_CONNECTIONS", 10_000)?,
             heartbeat: Duration::from_millis(positive(env, "SEATGATE_SSE_HEARTBEAT_MS", 15_000)?),
             buffer: positive(env, "SEATGATE_SSE_BUFFER", 256)?,
+            max_per_ip: positive(env, "SEATGATE_SSE_MAX_PER_IP", 32)?,
+            max_per_user: positive(env, "SEATGATE_SSE_MAX_PER_USER", 4)?,
         };
         let tickets = ticket_config(env)?;
+        let onsale = OnsaleConfig {
+            admit_interval: Duration::from_millis(positive(env, "SEATGATE_QUEUE_ADMIT_INTERVAL_MS", 250)?),
+            lease_ttl: Duration::from_millis(positive(env, "SEATGATE_QUEUE_LEASE_MS", 3000)?),
+            burst: Duration::from_millis(positive(env, "SEATGATE_QUEUE_BURST_MS", 2000)?),
+            max_batch: positive(env, "SEATGATE_QUEUE_MAX_BATCH", 1000)?,
+        };
+        if onsale.lease_ttl <= onsale.admit_interval {
+            bail!("invalid value for SEATGATE_QUEUE_LEASE_MS: must be more than SEATGATE_QUEUE_ADMIT_INTERVAL_MS");
+        }
         let log_format = var_or(env, "SEATGATE_LOG_FORMAT", LogFormat::Pretty)?;
-        Ok(Self { http, database, redis, amqp, auth, holds, workers, live, tickets, log_format })
+        Ok(Self { http, database, redis, amqp, auth, holds, workers, live, tickets, onsale, log_format, demo })
+    }
+}
+
+/// The JWT secret docker-compose.yml falls back to: known to everyone who read the file.
+pub const PLACEHOLDER_JWT_SECRET: &str = "change-me-change-me-change-me-change-me";
+/// The admin passwords docker-compose.yml and the scripts fall back to.
+pub const PLACEHOLDER_ADMIN_PASSWORDS: &[&str] = &["admin-password"];
+
+/// Start-up refuses secrets anyone can read in this repository, unless `SEATGATE_DEMO` says
+/// this is a demo: a deployment that kept them would sign tokens with a public key and give
+/// admin rights to a public password.
+fn refuse_placeholders(auth: &AuthConfig, demo: bool) -> anyhow::Result<()> {
+    if demo {
+        return Ok(());
+    }
+    if auth.jwt_secret.expose() == PLACEHOLDER_JWT_SECRET {
+        bail!(
+            "invalid value for SEATGATE_JWT_SECRET: it is the placeholder of docker-compose.yml; set a secret of \
+             your own (or SEATGATE_DEMO=1 for a throw-away demo)"
+        );
+    }
+    if let Some(admin) = &auth.admin
+        && PLACEHOLDER_ADMIN_PASSWORDS.contains(&admin.password.expose())
+    {
+        bail!(
+            "invalid value for SEATGATE_ADMIN_PASSWORD: it is a placeholder from this repository; set a password \
+             of your own (or SEATGATE_DEMO=1 for a throw-away demo)"
+        );
+    }
+    Ok(())
+}
+
+/// A boolean setting: 1/true/yes/on or 0/false/no/off; unset is false.
+fn flag(env: &dyn Env, key: &str) -> anyhow::Result<bool> {
+    match opt(env, key)?.map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
+        Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => Ok(false),
+        Some(v) => bail!("invalid value for {key}: expected 1 or 0 (true or false), got {v:?}"),
     }
 }
 
@@ -580,6 +680,30 @@ mod tests {
             assert!(format!("{err:#}").contains(key), "{err:#}");
         }
         assert!(Config::from_source(&[]).expect("defaults").tickets.signing_key_generated);
+    }
+
+    #[test]
+    fn the_compose_files_placeholder_secrets_are_refused_outside_demo_mode() {
+        let err = Config::from_source(&[("SEATGATE_JWT_SECRET", PLACEHOLDER_JWT_SECRET)]).expect_err("placeholder");
+        assert!(format!("{err:#}").contains("SEATGATE_JWT_SECRET"), "{err:#}");
+        let admin = [("SEATGATE_ADMIN_EMAIL", "a@b.cd"), ("SEATGATE_ADMIN_PASSWORD", "admin-password")];
+        let err = Config::from_source(&admin).expect_err("placeholder password");
+        assert!(format!("{err:#}").contains("SEATGATE_ADMIN_PASSWORD"), "{err:#}");
+        let demo = [
+            ("SEATGATE_JWT_SECRET", PLACEHOLDER_JWT_SECRET),
+            ("SEATGATE_ADMIN_EMAIL", "a@b.cd"),
+            ("SEATGATE_ADMIN_PASSWORD", "admin-password"),
+            ("SEATGATE_DEMO", "1"),
+        ];
+        assert!(Config::from_source(&demo).expect("demo mode accepts them").demo);
+        let err = Config::from_source(&[("SEATGATE_DEMO", "maybe")]).expect_err("not a flag");
+        assert!(format!("{err:#}").contains("SEATGATE_DEMO"), "{err:#}");
+    }
+
+    #[test]
+    fn promotion_of_an_existing_account_is_off_unless_asked_for() {
+        assert!(!Config::from_source(&[]).expect("defaults").auth.admin_promote);
+        assert!(Config::from_source(&[("SEATGATE_ADMIN_PROMOTE", "true")]).expect("flag").auth.admin_promote);
     }
 
     #[test]

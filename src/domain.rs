@@ -39,3 +39,23 @@ pub enum BookingStatus {
     Confirmed,
     Cancelled,
 }
+
+/// `sale_queue_status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[sqlx(type_name = "sale_queue_status", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum QueueStatus {
+    Running,
+    Paused,
+}
+
+/// `sale_admission`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[sqlx(type_name = "sale_admission", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum Admission {
+    /// Only admitted users may hold.
+    Enforced,
+    /// Every signed-in user may hold: the escape hatch for a waiting room in trouble.
+    FailOpen,
+}

@@ -58,6 +58,12 @@ pub enum ApiError {
     TicketCancelled,
     #[error("this ticket was already checked in")]
     AlreadyCheckedIn { checked_in_at: chrono::DateTime<chrono::Utc>, gate: Option<String> },
+    #[error("the sale of this showtime has not opened yet")]
+    SaleNotOpen { opens_at: chrono::DateTime<chrono::Utc> },
+    #[error("you have not been admitted from the waiting room of this sale (or your admission ended)")]
+    NotAdmitted,
+    #[error("too many requests wait for password hashing, try again shortly")]
+    Overloaded { retry_after_secs: u64 },
     #[error("too many requests, slow down")]
     RateLimited { retry_after_secs: u64 },
     #[error("this instance serves as many live streams as it may, try again shortly")]
@@ -91,6 +97,9 @@ impl ApiError {
             Self::InvalidTicket(_) => "invalid_ticket",
             Self::TicketCancelled => "ticket_cancelled",
             Self::AlreadyCheckedIn { .. } => "already_checked_in",
+            Self::SaleNotOpen { .. } => "sale_not_open",
+            Self::NotAdmitted => "not_admitted",
+            Self::Overloaded { .. } => "overloaded",
             Self::RateLimited { .. } => "rate_limited",
             Self::AtCapacity { .. } => "at_capacity",
             Self::Unavailable(_) => "service_unavailable",
@@ -107,13 +116,16 @@ impl ResponseError for ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::NotAdmitted => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict(_) | Self::SeatsUnavailable(_) | Self::AlreadyCheckedIn { .. } => StatusCode::CONFLICT,
+            Self::Conflict(_)
+            | Self::SeatsUnavailable(_)
+            | Self::AlreadyCheckedIn { .. }
+            | Self::SaleNotOpen { .. } => StatusCode::CONFLICT,
             Self::HoldExpired | Self::TicketCancelled => StatusCode::GONE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) | Self::AtCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::AtCapacity { .. } | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -139,6 +151,7 @@ impl ResponseError for ApiError {
                 body["checked_in_at"] = json!(checked_in_at);
                 body["gate"] = json!(gate);
             }
+            Self::SaleNotOpen { opens_at } => body["opens_at"] = json!(opens_at),
             _ => {}
         }
         let mut res = HttpResponse::build(status);
@@ -147,7 +160,9 @@ impl ResponseError for ApiError {
             Self::Unauthorized(_) => {
                 res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
             }
-            Self::RateLimited { retry_after_secs } | Self::AtCapacity { retry_after_secs } => {
+            Self::RateLimited { retry_after_secs }
+            | Self::AtCapacity { retry_after_secs }
+            | Self::Overloaded { retry_after_secs } => {
                 res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
             Self::Unavailable(_) => {

@@ -178,6 +178,9 @@ pub async fn check(state: &AppState, slack_secs: i64) -> anyhow::Result<Report> 
         );
     }
 
+    // 9. Fair on-sales: no hold of a user the waiting room did not admit.
+    report.violations.extend(crate::onsale::check::check_fair_onsales(state).await?);
+
     // 4 and 5. Redis agrees with PostgreSQL for every showtime with bookings or live keys.
     let showtimes: Vec<Uuid> = sqlx::query_scalar(
         "select id from showtimes where ends_at > now() - interval '1 day' and status = 'scheduled'",

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod checkout;
+pub mod client_ip;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod ledger;
 pub mod live;
 pub mod messaging;
 pub mod metrics_listener;
+pub mod onsale;
 pub mod openapi;
 pub mod ops;
 pub mod paging;

@@ -26,7 +26,8 @@ pub struct Problem {
     /// Stable machine-readable code: `validation_failed`, `unauthorized`, `forbidden`,
     /// `not_found`, `conflict`, `seats_unavailable`, `hold_expired`, `rate_limited`,
     /// `payload_too_large`, `bad_request`, `unsupported_media_type`, `service_unavailable`,
-    /// `at_capacity`, `invalid_ticket`, `ticket_cancelled`, `already_checked_in`.
+    /// `at_capacity`, `invalid_ticket`, `ticket_cancelled`, `already_checked_in`, `sale_not_open`,
+    /// `not_admitted`, `overloaded`.
     #[schema(example = "seats_unavailable")]
     pub code: String,
     /// With `validation_failed`: each field at fault.
@@ -37,6 +38,8 @@ pub struct Problem {
     pub checked_in_at: Option<chrono::DateTime<chrono::Utc>>,
     /// With `already_checked_in`: at which gate (null when none was named).
     pub gate: Option<String>,
+    /// With `sale_not_open`: when holds open.
+    pub opens_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 struct BearerAuth;
@@ -142,6 +145,14 @@ pub static ROUTES: LazyLock<Vec<(ResourceDef, Vec<String>)>> = LazyLock::new(|| 
         crate::holds::routes::release_hold,
         crate::holds::routes::seat_map,
         crate::live::routes::seat_events,
+        crate::onsale::routes::put_sale,
+        crate::onsale::routes::get_sale,
+        crate::onsale::routes::join_queue,
+        crate::onsale::routes::my_entry,
+        crate::onsale::routes::my_entry_events,
+        crate::onsale::routes::queue_stats,
+        crate::onsale::routes::pause_queue,
+        crate::onsale::routes::resume_queue,
         crate::checkout::routes::checkout_hold,
         crate::ledger::routes::get_reservation,
         crate::ledger::routes::list_bookings,
@@ -162,6 +173,7 @@ pub static ROUTES: LazyLock<Vec<(ResourceDef, Vec<String>)>> = LazyLock::new(|| 
         (name = "holds", description = "Seat holds and the seat map"),
         (name = "bookings", description = "Checkout, reservations and bookings"),
         (name = "tickets", description = "Signed tickets, QR codes and check-in at the door"),
+        (name = "onsale", description = "Sale opening times and the virtual waiting room"),
         (name = "operations", description = "Health and metrics"),
     )
 )]

@@ -16,7 +16,7 @@ use crate::error::{self, json_config, path_config, query_config};
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
 use crate::telemetry::{self, RequestSpan};
-use crate::{auth, catalog, checkout, holds, infra, live, ops, tickets};
+use crate::{auth, catalog, checkout, holds, infra, live, onsale, ops, tickets};
 
 /// A bound, not yet running, API server.
 pub struct Application {
@@ -95,6 +95,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     catalog::routes::routes(cfg);
     holds::routes::routes(cfg);
     live::routes::routes(cfg);
+    onsale::routes::routes(cfg);
     checkout::routes::routes(cfg);
     crate::ledger::routes::routes(cfg);
     crate::scheduling::routes::routes(cfg);
@@ -121,8 +122,12 @@ pub async fn connect(config: Config) -> anyhow::Result<AppState> {
     infra::db::migrate(&db).await?;
     let redis = infra::redis::pool(&config.redis)?;
     let state = AppState::new(config, db, redis);
+    if state.config.demo {
+        tracing::warn!("SEATGATE_DEMO is on: placeholder secrets are accepted; never run a real sale like this");
+    }
     if let Some(admin) = &state.config.auth.admin {
-        let outcome = auth::service::ensure_admin(&state.db, &admin.email, admin.password.expose()).await?;
+        let promote = state.config.auth.admin_promote;
+        let outcome = auth::service::bootstrap_admin(&state.db, &admin.email, admin.password.expose(), promote).await?;
         tracing::info!(?outcome, "admin account from SEATGATE_ADMIN_EMAIL checked");
     }
     Ok(state)

@@ -30,6 +30,12 @@ pub struct AppState {
     pub live: crate::live::LiveHub,
     /// The key that signs tickets and the keys whose tickets the door accepts.
     pub tickets: Arc<crate::ledger::ticket::TicketKeys>,
+    /// The waiting rooms' pub/sub subscription, shared by every queue stream.
+    pub queue_hub: crate::onsale::live::QueueHub,
+    /// Per-client caps on open live streams (seat maps and waiting rooms).
+    pub stream_limits: Arc<crate::live::limits::StreamLimits>,
+    /// Bounded access to password hashing for register and login.
+    pub hashing: Arc<crate::auth::password::HashLimiter>,
     draining: Arc<AtomicBool>,
 }
 
@@ -45,6 +51,7 @@ impl AppState {
         let amqp = Arc::new(Amqp::new(config.amqp.clone(), names));
         let jwt = Arc::new(JwtKeys::new(&config.auth));
         let live = crate::live::LiveHub::new(keys.clone(), redis.clone(), config.live.clone());
+        let queue_hub = crate::onsale::live::QueueHub::new(keys.clone(), redis.clone(), live.stop_token());
         Self {
             db,
             redis,
@@ -56,6 +63,9 @@ impl AppState {
             seat_status: Arc::new(crate::holds::snapshot::SeatStatusCache::new(config.holds.seatmap_cache)),
             live,
             tickets: Arc::new(crate::ledger::ticket::TicketKeys::new(&config.tickets)),
+            queue_hub,
+            stream_limits: Arc::new(crate::live::limits::StreamLimits::new(&config.live)),
+            hashing: Arc::new(crate::auth::password::HashLimiter::from_config(&config.auth)),
             config: Arc::new(config),
             draining: Arc::new(AtomicBool::new(false)),
         }

@@ -67,3 +67,38 @@ export const del = (path) => api('DELETE', path);
 export function money(minor, currency) {
   return `${(minor / 100).toFixed(2)} ${currency}`;
 }
+
+/**
+ * Follows a server-sent-events stream that needs the bearer token (EventSource cannot send
+ * one): calls onEvent(name, data) per event until the stream ends or `signal` aborts.
+ * Throws ApiError for an error status.
+ */
+export async function stream(path, onEvent, signal) {
+  const s = session();
+  const headers = { Accept: 'text/event-stream' };
+  if (s) headers.Authorization = `Bearer ${s.token}`;
+  const res = await fetch(path, { headers, signal });
+  if (!res.ok) {
+    const data = await res.json().catch(() => null);
+    throw new ApiError(res.status, data);
+  }
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += value;
+    let end;
+    while ((end = buf.indexOf('\n\n')) >= 0) {
+      const frame = buf.slice(0, end);
+      buf = buf.slice(end + 2);
+      let event = 'message';
+      let data = null;
+      for (const line of frame.split('\n')) {
+        if (line.startsWith('event: ')) event = line.slice(7);
+        else if (line.startsWith('data: ')) data = JSON.parse(line.slice(6));
+      }
+      if (data !== null) onEvent(event, data);
+    }
+  }
+}

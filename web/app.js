@@ -3,7 +3,7 @@
 // an API path. The seat map is live: it follows /api/v1/showtimes/{id}/seats/events. Buyers may
 // pick seats on the map or ask for the N best seats; door staff check tickets in at #/door.
 
-import { ApiError, get, getText, post, del, session, signIn, signOut, refreshUser, money } from './api.js';
+import { ApiError, get, getText, post, del, api, stream, session, signIn, signOut, refreshUser, money } from './api.js';
 
 const main = document.getElementById('main');
 const statusBox = document.getElementById('status');
@@ -89,6 +89,8 @@ const routes = [
   [/^#?\/?$/, showtimesView],
   [/^#\/login$/, loginView],
   [/^#\/showtime\/([0-9a-fA-F-]{36})$/, seatView],
+  [/^#\/showtime\/([0-9a-fA-F-]{36})\/queue$/, waitingRoomView],
+  [/^#\/admin\/sale\/([0-9a-fA-F-]{36})$/, adminSaleView],
   [/^#\/bookings$/, bookingsView],
   [/^#\/admin$/, adminView],
   [/^#\/door$/, doorView],
@@ -202,7 +204,16 @@ function saveHold(showtimeId, hold) {
 const CATEGORY_CLASSES = ['cat-a', 'cat-b', 'cat-c', 'cat-d', 'cat-e'];
 
 async function seatView(showtimeId) {
-  const showtime = await get(`/api/v1/showtimes/${showtimeId}`);
+  const [showtime, sale] = await Promise.all([get(`/api/v1/showtimes/${showtimeId}`), get(`/api/v1/showtimes/${showtimeId}/sale`)]);
+  // A sale with a waiting room: only admitted users get the seat map; choosing seats joins
+  // the line (joining again returns the same entry).
+  if (sale.queue && session() && !sale.queue.fail_open) {
+    const entry = await post(`/api/v1/showtimes/${showtimeId}/queue`, {});
+    if (entry.state !== 'admitted') {
+      location.hash = `#/showtime/${showtimeId}/queue`;
+      return;
+    }
+  }
   const currency = showtime.currency;
   const categories = Object.keys(showtime.prices);
   const catClass = (c) => CATEGORY_CLASSES[Math.max(0, categories.indexOf(c)) % CATEGORY_CLASSES.length];
@@ -219,6 +230,9 @@ async function seatView(showtimeId) {
   main.append(
     h('h1', {}, showtime.movie_title),
     h('p', {}, `${when(showtime.starts_at)} · ${showtime.theater_name}, ${showtime.city} · ${showtime.screen_name}`),
+    sale.opens_at && new Date(sale.opens_at) > new Date() ? h('p', { class: 'note' }, `On sale from ${when(sale.opens_at)}`) : null,
+    sale.queue && !session() ? needLogin('to join the waiting room of this sale.') : null,
+    session()?.user.role === 'admin' ? h('p', {}, h('a', { href: `#/admin/sale/${showtimeId}` }, 'Manage the sale')) : null,
     live,
     h('ul', { class: 'legend', 'aria-label': 'Legend' },
       categories.map((c) => h('li', {}, h('span', { class: `swatch ${catClass(c)}`, 'aria-hidden': 'true' }), `${c} ${money(showtime.prices[c], currency)}`)),
@@ -588,6 +602,115 @@ async function bookingsView() {
 
 // ---------------------------------------------------------------------------------------------
 // Admin: movie, theater, screen layout, showtime
+
+// ---------------------------------------------------------------------------------------------
+// The waiting room
+
+/** Seconds as "about 3 min" / "about 40 s". */
+function eta(secs) {
+  if (secs === null || secs === undefined) return null;
+  return secs >= 90 ? `about ${Math.round(secs / 60)} min` : `about ${Math.max(1, secs)} s`;
+}
+
+async function waitingRoomView(showtimeId) {
+  const showtime = await get(`/api/v1/showtimes/${showtimeId}`);
+  main.append(h('h1', {}, `Waiting room: ${showtime.movie_title}`),
+    h('p', {}, `${when(showtime.starts_at)} · ${showtime.theater_name}, ${showtime.city}`));
+  if (!session()) {
+    main.append(needLogin('to join the waiting room.'));
+    return;
+  }
+  const place = h('p', { class: 'place', 'data-testid': 'queue-place', 'aria-live': 'polite' }, 'Joining…');
+  const detail = h('p', { 'data-testid': 'queue-detail' });
+  main.append(h('section', { class: 'card', 'aria-labelledby': 'queue-title' }, h('h2', { id: 'queue-title' }, 'Your place in line'), place, detail,
+    h('p', {}, h('small', {}, 'Everyone who joined before the sale opened gets a random place at opening; after that, first come, first served. Keep this page open: it moves by itself.'))));
+  const controller = new AbortController();
+  let retry = null;
+  cleanup = () => { controller.abort(); clearTimeout(retry); };
+
+  function show(entry) {
+    if (entry.state === 'admitted') {
+      place.textContent = "It's your turn";
+      detail.textContent = `You may choose seats until ${when(entry.admitted_until)}.`;
+      say("It's your turn: the seat map is open");
+      location.hash = `#/showtime/${showtimeId}`;
+      return;
+    }
+    if (entry.state === 'expired') {
+      place.textContent = 'Your turn has passed';
+      detail.textContent = 'Your admission to this sale ran out.';
+      return;
+    }
+    place.textContent = entry.position ? `You are number ${entry.position} in line` : 'You are in the waiting room';
+    const wait = eta(entry.estimated_wait_secs);
+    detail.textContent = entry.position ? (wait ? `Estimated wait: ${wait}.` : 'Admission is paused for a moment.') : 'Places are drawn when the sale opens.';
+  }
+
+  const joined = await post(`/api/v1/showtimes/${showtimeId}/queue`, {});
+  show(joined);
+  async function follow() {
+    try {
+      await stream(`/api/v1/showtimes/${showtimeId}/queue/me/events`, (event, data) => { if (event === 'entry') show(data); }, controller.signal);
+    } catch (e) {
+      if (controller.signal.aborted) return;
+      detail.textContent = `Reconnecting… (${errorText(e)})`;
+    }
+    if (!controller.signal.aborted) retry = setTimeout(follow, 3000);
+  }
+  follow();
+}
+
+async function adminSaleView(showtimeId) {
+  main.append(h('h1', {}, 'Sale'));
+  if (session()?.user.role !== 'admin') {
+    main.append(h('p', {}, 'This page is for admins. '), needLogin('with an admin account.'));
+    return;
+  }
+  const [showtime, sale] = await Promise.all([get(`/api/v1/showtimes/${showtimeId}`), get(`/api/v1/showtimes/${showtimeId}/sale`)]);
+  main.append(h('p', {}, h('a', { href: `#/showtime/${showtimeId}` }, `${showtime.movie_title} at ${when(showtime.starts_at)}`)));
+  const local = (iso) => { const d = new Date(iso); d.setMinutes(d.getMinutes() - d.getTimezoneOffset()); return d.toISOString().slice(0, 16); };
+  const stats = h('dl', { class: 'stats', 'data-testid': 'sale-stats' });
+  const statsCard = h('section', { class: 'card', 'aria-labelledby': 'stats-title' }, h('h2', { id: 'stats-title' }, 'Waiting room, live'), stats);
+  const pause = h('button', { type: 'button' }, 'Pause admission');
+  main.append(form('Sale settings', [
+    field('Opens at', h('input', { name: 'opens_at', type: 'datetime-local', required: true, value: local(sale.opens_at || new Date().toISOString()) })),
+    field('Admissions per minute', h('input', { name: 'rate', type: 'number', min: 1, value: sale.queue?.admit_per_minute ?? '' }), 'Empty: no waiting room'),
+    field('Admission lasts (minutes)', h('input', { name: 'minutes', type: 'number', min: 1, max: 1440, value: sale.queue?.admission_minutes ?? 10 })),
+    field('Fail open', h('input', { name: 'fail_open', type: 'checkbox', checked: sale.queue?.fail_open || false }), 'Everyone may hold, admitted or not: only while the queue itself is broken'),
+  ], 'Save sale', async (data) => {
+    const rate = data.get('rate');
+    const queue = rate ? { admit_per_minute: Number(rate), admission_minutes: Number(data.get('minutes')), fail_open: data.get('fail_open') === 'on' } : null;
+    await api('PUT', `/api/v1/showtimes/${showtimeId}/sale`, { opens_at: new Date(data.get('opens_at')).toISOString(), queue });
+    say('Sale saved');
+    refresh();
+  }), statsCard);
+  statsCard.append(pause);
+  let paused = false;
+  pause.addEventListener('click', async () => {
+    try {
+      await post(`/api/v1/showtimes/${showtimeId}/queue/${paused ? 'resume' : 'pause'}`, {});
+      refresh();
+    } catch (e) { say(errorText(e)); }
+  });
+  async function refresh() {
+    try {
+      const s = await get(`/api/v1/showtimes/${showtimeId}/queue`);
+      paused = s.paused;
+      pause.textContent = paused ? 'Resume admission' : 'Pause admission';
+      pause.hidden = false;
+      const rows = [['Waiting', s.waiting], ['Admitted now', s.admitted], ['Admissions ran out', s.expired], ['Seats held', s.held],
+        ['Seats sold', s.sold], ['Bookings per second', s.bookings_per_second.toFixed(2)], ['Admissions per minute', s.admit_per_minute],
+        ['State', s.fail_open ? 'fail open' : s.paused ? 'paused' : 'admitting']];
+      stats.replaceChildren(...rows.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, String(v))]));
+    } catch (e) {
+      pause.hidden = true;
+      stats.replaceChildren(h('dt', {}, 'No waiting room'), h('dd', {}, e instanceof ApiError && e.status === 404 ? 'this sale has none' : errorText(e)));
+    }
+  }
+  await refresh();
+  const timer = setInterval(refresh, 2000);
+  cleanup = () => clearInterval(timer);
+}
 
 async function adminView() {
   main.append(h('h1', {}, 'Admin'));

@@ -379,6 +379,7 @@ async fn raw_phase(raw: &RawTarget, users: usize, duration: Duration, round: u32
                             HoldOutcome::OverLimit { .. } => "raw: hold over the per-user limit",
                             HoldOutcome::Closed(_) => "raw: showtime closed",
                             HoldOutcome::Cold => "raw: showtime cache cold",
+                            HoldOutcome::SaleNotOpen { .. } | HoldOutcome::NotAdmitted => "raw: refused by the sale",
                             HoldOutcome::Held { .. } | HoldOutcome::Unavailable(_) => "raw: unexpected",
                         };
                         tally.error(kind, || format!("{other:?}"));
@@ -425,7 +426,11 @@ impl RawTarget {
     async fn warm(&self) -> anyhow::Result<()> {
         let mut conn = self.pool.get().await.context("connect to Redis (--redis-url)")?;
         let meta = ShowtimeMeta { starts_at_ms: tomorrow().timestamp_millis(), cancelled: false };
-        store::warm(&mut conn, &self.keys, meta, &[], Duration::from_secs(3600)).await
+        store::warm(&mut conn, &self.keys, meta, &[], Duration::from_secs(3600)).await?;
+        // No sale settings (on sale now, no queue), as the API mirrors them on its first hold.
+        let open = seatgate::onsale::store::SaleMirror::open_now(meta.starts_at_ms + 7_200_000);
+        let index = format!("{}-queued", self.keys.holds);
+        seatgate::onsale::store::mirror(&mut conn, &self.keys, &index, Uuid::nil(), &open).await
     }
 
     /// Deletes every key of the raw showtime.
@@ -433,7 +438,7 @@ impl RawTarget {
         let mut conn = self.pool.get().await.context("connect to Redis for clean-up")?;
         let k = &self.keys;
         let _: i64 = redis::cmd("DEL")
-            .arg(&[&k.holds, &k.expiry, &k.info, &k.users, &k.sold, &k.meta])
+            .arg(&[&k.holds, &k.expiry, &k.info, &k.users, &k.sold, &k.meta, &k.sale])
             .query_async(&mut conn)
             .await
             .context("delete the raw showtime's keys")?;

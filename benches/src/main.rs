@@ -5,7 +5,10 @@
 
 mod api;
 mod booking;
+mod flood;
 mod holds;
+mod onsale_setup;
+mod queue;
 mod report;
 mod sale;
 mod stats;
@@ -43,6 +46,13 @@ enum Scenario {
     /// Offline ticket verification on one core: Ed25519 signatures of signed tickets checked
     /// against a check-in bundle's keys, no server involved; reports verifications/s.
     TicketVerify(tickets::TicketVerifyArgs),
+    /// An on-sale behind the waiting room: 100,000 users join before opening, admission at a
+    /// set rate, admitted users buy; reports join p50/p99, admission rate achieved, fairness
+    /// (rank correlation of join and admission order), holds granted to non-admitted users.
+    Queue(queue::QueueArgs),
+    /// One client floods bogus logins and live streams while real buyers log in and hold;
+    /// reports the buyers' login and hold p99 with and without the flood.
+    Flood(flood::FloodArgs),
 }
 
 #[tokio::main]
@@ -55,5 +65,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Sellout(args) => booking::run_sellout(args).await,
         Scenario::Watchers(args) => watchers::run(args).await,
         Scenario::TicketVerify(args) => tickets::run(args),
+        Scenario::Queue(args) => queue::run(args).await,
+        Scenario::Flood(args) => flood::run(args).await,
     }
 }

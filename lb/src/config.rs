@@ -37,6 +37,7 @@ const KEYS: &[&str] = &[
     "PANIC_ROUTING",
     "RATE_LIMIT_RPS",
     "RATE_LIMIT_BURST",
+    "ROUTE_LIMITS",
     "CONNECT_TIMEOUT_MS",
     "REQUEST_TIMEOUT_MS",
     "CLIENT_HEADER_TIMEOUT_MS",
@@ -65,6 +66,9 @@ pub struct Config {
     pub health: HealthConfig,
     /// Per-client-IP token bucket.
     pub rate_limit: RateLimitConfig,
+    /// Per-route, per-client-IP token buckets (`SEATGATE_LB_ROUTE_LIMITS`, none): a comma-
+    /// separated list of `<path prefix>=<rps>[:<burst>]`, checked besides `rate_limit`.
+    pub route_limits: Vec<RouteLimit>,
     /// Time to open a TCP connection to an upstream (`SEATGATE_LB_CONNECT_TIMEOUT_MS`, 1000).
     pub connect_timeout: Duration,
     /// Time from sending a request to receiving the upstream's response headers
@@ -122,6 +126,39 @@ pub struct RateLimitConfig {
     pub rps: f64,
     /// Bucket size (`SEATGATE_LB_RATE_LIMIT_BURST`, defaults to the rate, at least 1).
     pub burst: f64,
+}
+
+/// A path prefix with its own token bucket per client IP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteLimit {
+    /// Matched against the start of the request path.
+    pub prefix: String,
+    /// Sustained requests per second per client IP on this route.
+    pub rps: f64,
+    /// Bucket size (defaults to the rate, at least 1).
+    pub burst: f64,
+}
+
+impl FromStr for RouteLimit {
+    type Err = anyhow::Error;
+
+    fn from_str(raw: &str) -> anyhow::Result<Self> {
+        let (prefix, rate) =
+            raw.trim().split_once('=').with_context(|| format!("`{raw}`: expected <prefix>=<rps>[:<burst>]"))?;
+        let prefix = prefix.trim();
+        if !prefix.starts_with('/') {
+            bail!("`{raw}`: the prefix must start with /");
+        }
+        let (rps, burst) = match rate.split_once(':') {
+            Some((rps, burst)) => (parse_non_negative(rps.trim())?, Some(parse_non_negative(burst.trim())?)),
+            None => (parse_non_negative(rate.trim())?, None),
+        };
+        if rps <= 0.0 {
+            bail!("`{raw}`: the rate must be above 0");
+        }
+        let burst = burst.unwrap_or(rps).max(1.0);
+        Ok(Self { prefix: prefix.to_owned(), rps, burst })
+    }
 }
 
 impl RateLimitConfig {
@@ -327,6 +364,9 @@ impl Config {
             }
             Ok(burst)
         })?;
+        let route_limits = src.get("ROUTE_LIMITS", Vec::new(), |raw| {
+            raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(RouteLimit::from_str).collect()
+        })?;
         let trusted_proxies = src.get("TRUSTED_PROXIES", Vec::new(), |raw| {
             raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(IpNet::from_str).collect()
         })?;
@@ -346,6 +386,7 @@ impl Config {
                 panic_routing: src.get("PANIC_ROUTING", true, parse_bool)?,
             },
             rate_limit: RateLimitConfig { rps, burst },
+            route_limits,
             connect_timeout: src.get("CONNECT_TIMEOUT_MS", Duration::from_secs(1), positive_ms)?,
             request_timeout: src.get("REQUEST_TIMEOUT_MS", Duration::from_secs(30), positive_ms)?,
             client_header_timeout: src.get("CLIENT_HEADER_TIMEOUT_MS", Duration::from_secs(30), positive_ms)?,
@@ -461,6 +502,7 @@ mod tests {
         assert_eq!(c.health.interval, Duration::from_secs(1));
         assert!(c.health.panic_routing, "panic routing is on by default");
         assert!(!c.rate_limit.enabled());
+        assert!(c.route_limits.is_empty());
         assert_eq!(c.upstreams.len(), 2);
         assert_eq!(c.upstreams[1].authority, "127.0.0.1:8082");
         assert_eq!(c.upstreams[1].path_prefix, "");
@@ -483,6 +525,9 @@ mod tests {
             ("SEATGATE_LB_TRUSTED_PROXIES", "10.0.0.0/33"),
             ("SEATGATE_LB_MAX_CONNECTIONS", "0"),
             ("SEATGATE_LB_PANIC_ROUTING", "sometimes"),
+            ("SEATGATE_LB_ROUTE_LIMITS", "/api/v1/auth/"),
+            ("SEATGATE_LB_ROUTE_LIMITS", "api=5"),
+            ("SEATGATE_LB_ROUTE_LIMITS", "/x=0"),
         ] {
             let mut vars = vec![(key, value)];
             if key != "SEATGATE_LB_UPSTREAMS" {

@@ -97,14 +97,20 @@ impl Lb {
             config.connect_timeout,
             life.stop.clone(),
         ));
-        if let Some(limiter) = limiter {
+        if limiter.is_some() || !proxy.routes.is_empty() {
             let stop = life.stop.clone();
+            let routes = Arc::clone(&proxy.routes);
             background.spawn(async move {
                 let mut ticker = tokio::time::interval(Duration::from_secs(30));
                 loop {
                     tokio::select! {
                         () = stop.cancelled() => return,
-                        _ = ticker.tick() => limiter.sweep(),
+                        _ = ticker.tick() => {
+                            if let Some(limiter) = &limiter {
+                                limiter.sweep();
+                            }
+                            routes.sweep();
+                        }
                     }
                 }
             });

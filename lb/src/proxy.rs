@@ -38,7 +38,7 @@ use crate::body::{BodyTooLarge, Lease, ReqBody, RespBody};
 use crate::config::{Config, IpNet};
 use crate::headers::{self, X_REQUEST_ID};
 use crate::pool::{self, Sender};
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{RateLimiter, RouteLimits};
 use crate::select::Selector;
 use crate::stats::{LbError, Stats};
 use crate::upstream::{Backend, InFlight, Upstreams};
@@ -48,6 +48,7 @@ pub struct Proxy {
     pub(crate) upstreams: Arc<Upstreams>,
     pub(crate) selector: Selector,
     pub(crate) limiter: Option<Arc<RateLimiter>>,
+    pub(crate) routes: Arc<RouteLimits>,
     pub(crate) stats: Arc<Stats>,
     trusted_proxies: Vec<IpNet>,
     connect_timeout: Duration,
@@ -82,6 +83,7 @@ impl Proxy {
             upstreams,
             selector: Selector::new(config.strategy),
             limiter,
+            routes: Arc::new(RouteLimits::new(&config.route_limits)),
             stats,
             trusted_proxies: config.trusted_proxies.clone(),
             connect_timeout: config.connect_timeout,
@@ -96,9 +98,10 @@ impl Proxy {
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<RespBody> {
         let request_id = headers::request_id(req.headers());
 
-        if let Some(limiter) = &self.limiter {
+        if self.limiter.is_some() || !self.routes.is_empty() {
             let client = headers::client_ip(peer.ip(), req.headers(), &self.trusted_proxies);
-            if let Err(retry_after) = limiter.check(client) {
+            let global = self.limiter.as_ref().map_or(Ok(()), |l| l.check(client));
+            if let Err(retry_after) = global.and_then(|()| self.routes.check(req.uri().path(), client)) {
                 self.stats.rate_limited.increment(1);
                 let mut res = self.problem(
                     LbError::RateLimited,

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::config::RateLimitConfig;
+use crate::config::{RateLimitConfig, RouteLimit};
 
 const SHARDS: usize = 32;
 
@@ -84,6 +84,45 @@ impl RateLimiter {
     }
 }
 
+/// Per-route limits (`SEATGATE_LB_ROUTE_LIMITS`): a path prefix with its own token bucket per
+/// client IP, checked besides the global one. The longest matching prefix wins, so
+/// `/api/v1/auth/` can be tight (password hashing is expensive) while the rest stays open.
+pub struct RouteLimits {
+    /// Longest prefix first.
+    routes: Vec<(String, RateLimiter)>,
+}
+
+impl RouteLimits {
+    pub fn new(limits: &[RouteLimit]) -> Self {
+        let mut routes: Vec<(String, RateLimiter)> = limits
+            .iter()
+            .map(|l| (l.prefix.clone(), RateLimiter::new(RateLimitConfig { rps: l.rps, burst: l.burst })))
+            .collect();
+        routes.sort_by_key(|route| std::cmp::Reverse(route.0.len()));
+        Self { routes }
+    }
+
+    /// Whether any route is limited.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// Spends a token of the route `path` falls under, if any: `Err` is the seconds to wait.
+    pub fn check(&self, path: &str, ip: IpAddr) -> Result<(), u64> {
+        match self.routes.iter().find(|(prefix, _)| path.starts_with(prefix.as_str())) {
+            Some((_, limiter)) => limiter.check(ip),
+            None => Ok(()),
+        }
+    }
+
+    /// Forgets refilled buckets of every route.
+    pub fn sweep(&self) {
+        for (_, limiter) in &self.routes {
+            limiter.sweep();
+        }
+    }
+}
+
 /// IPv4 (and IPv4-mapped IPv6) by address, other IPv6 by /64.
 fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
@@ -132,6 +171,23 @@ mod tests {
         let t0 = Instant::now();
         assert!(l.check_at(ip, t0).is_ok());
         assert_eq!(l.check_at(ip, t0), Err(4));
+    }
+
+    #[test]
+    fn a_route_limit_applies_to_its_prefix_only_and_the_longest_prefix_wins() {
+        let routes = RouteLimits::new(&[
+            RouteLimit { prefix: "/api/v1/auth/".into(), rps: 1.0, burst: 1.0 },
+            RouteLimit { prefix: "/api/v1/auth/login".into(), rps: 1.0, burst: 2.0 },
+        ]);
+        let ip: IpAddr = "192.0.2.1".parse().expect("ip");
+        assert!(routes.check("/api/v1/auth/register", ip).is_ok());
+        assert!(routes.check("/api/v1/auth/register", ip).is_err());
+        assert!(routes.check("/api/v1/auth/login", ip).is_ok(), "its own, larger bucket");
+        assert!(routes.check("/api/v1/auth/login", ip).is_ok());
+        assert!(routes.check("/api/v1/auth/login", ip).is_err());
+        for _ in 0..10 {
+            assert!(routes.check("/api/v1/showtimes", ip).is_ok(), "other paths are not limited");
+        }
     }
 
     #[test]

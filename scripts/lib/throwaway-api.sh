@@ -41,7 +41,8 @@ throwaway_api_start() {
   trap throwaway_api_stop EXIT
   export SEATGATE_DATABASE_URL="postgres://postgres@127.0.0.1:5432/seatgate_$throwaway_api_run"
   export SEATGATE_JWT_SECRET="${SEATGATE_JWT_SECRET:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
-  export SEATGATE_ADMIN_EMAIL="admin@seatgate.local" SEATGATE_ADMIN_PASSWORD="admin-password"
+  # A throw-away demo: the placeholder admin password is accepted only with SEATGATE_DEMO=1.
+  export SEATGATE_ADMIN_EMAIL="admin@seatgate.local" SEATGATE_ADMIN_PASSWORD="admin-password" SEATGATE_DEMO=1
   export SEATGATE_REDIS_KEY_PREFIX="$throwaway_api_run" SEATGATE_AMQP_NAMESPACE="$throwaway_api_run"
   export SEATGATE_AMQP_QUEUE_EXPIRES_MS=600000
   API_LOG="target/$throwaway_api_run.log"

@@ -93,6 +93,10 @@ mod tests {
             admin: None,
             account_cache: Duration::ZERO,
             login_attempts_per_minute: 10,
+            attempts_per_ip_per_minute: 60,
+            hash_queue: 32,
+            hash_wait: Duration::from_secs(2),
+            admin_promote: false,
         })
     }
 

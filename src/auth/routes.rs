@@ -4,6 +4,7 @@ use actix_web::{HttpResponse, get, post, web};
 
 use super::AuthUser;
 use super::service::{self, AuthResponse, LoginRequest, RegisterRequest, User};
+use crate::client_ip::ClientIp;
 use crate::error::ApiResult;
 use crate::openapi::Problem;
 use crate::state::AppState;
@@ -13,10 +14,16 @@ use crate::state::AppState;
     (status = 201, body = AuthResponse),
     (status = 409, description = "email already registered", body = Problem, content_type = "application/problem+json"),
     (status = 422, body = Problem, content_type = "application/problem+json"),
+    (status = 429, description = "too many attempts from this client IP (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+    (status = 503, description = "password hashing saturated (see Retry-After)", body = Problem, content_type = "application/problem+json"),
 ))]
 #[post("/api/v1/auth/register")]
-pub async fn register(state: web::Data<AppState>, body: web::Json<RegisterRequest>) -> ApiResult<HttpResponse> {
-    let answer = service::register(&state, body.into_inner()).await?;
+pub async fn register(
+    state: web::Data<AppState>,
+    ip: ClientIp,
+    body: web::Json<RegisterRequest>,
+) -> ApiResult<HttpResponse> {
+    let answer = service::register(&state, ip.0, body.into_inner()).await?;
     Ok(HttpResponse::Created().json(answer))
 }
 
@@ -24,10 +31,16 @@ pub async fn register(state: web::Data<AppState>, body: web::Json<RegisterReques
 #[utoipa::path(tag = "auth", request_body = LoginRequest, responses(
     (status = 200, body = AuthResponse),
     (status = 401, description = "wrong email or password", body = Problem, content_type = "application/problem+json"),
+    (status = 429, description = "too many attempts for this email or from this client IP (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+    (status = 503, description = "password hashing saturated (see Retry-After)", body = Problem, content_type = "application/problem+json"),
 ))]
 #[post("/api/v1/auth/login")]
-pub async fn login(state: web::Data<AppState>, body: web::Json<LoginRequest>) -> ApiResult<web::Json<AuthResponse>> {
-    Ok(web::Json(service::login(&state, body.into_inner()).await?))
+pub async fn login(
+    state: web::Data<AppState>,
+    ip: ClientIp,
+    body: web::Json<LoginRequest>,
+) -> ApiResult<web::Json<AuthResponse>> {
+    Ok(web::Json(service::login(&state, ip.0, body.into_inner()).await?))
 }
 
 /// The caller's account.

@@ -6,6 +6,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::repo::{self, UserRow};
+use std::net::IpAddr;
+
 use super::{Role, password};
 use crate::error::{ApiError, FieldError, on_constraint};
 use crate::state::AppState;
@@ -114,9 +116,11 @@ fn answer(state: &AppState, user: UserRow) -> Result<AuthResponse, ApiError> {
     })
 }
 
-/// Creates a `user` account and signs it in.
+/// Creates a `user` account and signs it in. A taken email is refused before any hashing, so
+/// repeated registrations of one email cost no CPU.
 #[tracing::instrument(skip_all)]
-pub async fn register(state: &AppState, req: RegisterRequest) -> Result<AuthResponse, ApiError> {
+pub async fn register(state: &AppState, ip: IpAddr, req: RegisterRequest) -> Result<AuthResponse, ApiError> {
+    throttle_ip(state, ip).await?;
     let mut errors = Vec::new();
     let email = parse_email(&req.email).map_err(|e| errors.push(e)).ok();
     let name = parse_name(&req.name).map_err(|e| errors.push(e)).ok();
@@ -124,8 +128,13 @@ pub async fn register(state: &AppState, req: RegisterRequest) -> Result<AuthResp
     let (Some(email), Some(name), true) = (email, name, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
-    let hash = password::hash(req.password).await?;
+    let taken = repo::find_user_by_email(&mut *state.db.acquire().await?, &email).await?.is_some();
+    if taken {
+        return Err(ApiError::Conflict("an account with this email already exists".into()));
+    }
+    let hash = state.hashing.hash(req.password).await?;
     let mut conn = state.db.acquire().await?;
+    // Two registrations of one new email at once: the unique constraint decides.
     let user = repo::insert_user(&mut conn, &email, &name, &hash, Role::User)
         .await
         .map_err(on_constraint("users_email_key", || {
@@ -136,33 +145,38 @@ pub async fn register(state: &AppState, req: RegisterRequest) -> Result<AuthResp
 }
 
 /// Checks email and password; the same 401 (in about the same time) whether the email is
-/// unknown or the password wrong.
+/// unknown or the password wrong. Every attempt counts against the client IP and against the
+/// email as typed (malformed ones included); a malformed email is refused without hashing,
+/// since no account can have it.
 #[tracing::instrument(skip_all)]
-pub async fn login(state: &AppState, req: LoginRequest) -> Result<AuthResponse, ApiError> {
+pub async fn login(state: &AppState, ip: IpAddr, req: LoginRequest) -> Result<AuthResponse, ApiError> {
     const REFUSED: ApiError = ApiError::Unauthorized("invalid email or password");
-    let email = parse_email(&req.email).ok();
-    if let Some(email) = &email {
-        throttle_login(state, email).await?;
-    }
-    let user = match &email {
-        Some(email) => repo::find_user_by_email(&mut *state.db.acquire().await?, email).await?,
-        None => None,
-    };
+    throttle_ip(state, ip).await?;
+    let typed = req.email.trim().to_lowercase();
+    throttle(state, &["login", &typed], state.config.auth.login_attempts_per_minute).await?;
+    let Ok(email) = parse_email(&req.email) else { return Err(REFUSED) };
     if req.password.len() > 1024 {
         return Err(REFUSED);
     }
-    let ok = password::verify(req.password, user.as_ref().map(|u| u.password_hash.clone())).await?;
+    let user = repo::find_user_by_email(&mut *state.db.acquire().await?, &email).await?;
+    let ok = state.hashing.verify(req.password, user.as_ref().map(|u| u.password_hash.clone())).await?;
     match user {
         Some(user) if ok => answer(state, user),
         _ => Err(REFUSED),
     }
 }
 
-/// At most `SEATGATE_LOGIN_ATTEMPTS_PER_MINUTE` attempts per email and minute, across all
-/// instances (counted in Redis). If Redis is down, logins are not throttled rather than refused.
-async fn throttle_login(state: &AppState, email: &str) -> Result<(), ApiError> {
+/// At most `SEATGATE_AUTH_ATTEMPTS_PER_IP_PER_MINUTE` logins and registrations per client IP.
+async fn throttle_ip(state: &AppState, ip: IpAddr) -> Result<(), ApiError> {
+    throttle(state, &["auth-ip", &ip.to_string()], state.config.auth.attempts_per_ip_per_minute).await
+}
+
+/// At most `limit` attempts per `parts` (e.g. `login` + email) and minute, across all
+/// instances (counted in Redis). If Redis is down, attempts are not throttled rather than
+/// refused.
+async fn throttle(state: &AppState, parts: &[&str], limit: u32) -> Result<(), ApiError> {
     use deadpool_redis::redis;
-    let key = format!("{}:login:{}", state.keys.prefix(), crate::infra::hash::fingerprint(&[email]));
+    let key = format!("{}:{}:{}", state.keys.prefix(), parts[0], crate::infra::hash::fingerprint(parts));
     let counted: anyhow::Result<(i64, i64)> = async {
         let mut conn = state.redis.get().await?;
         let (count, ttl): (i64, i64) =
@@ -174,13 +188,13 @@ async fn throttle_login(state: &AppState, email: &str) -> Result<(), ApiError> {
     }
     .await;
     match counted {
-        Ok((count, ttl)) if count > i64::from(state.config.auth.login_attempts_per_minute) => {
-            metrics::counter!("seatgate_login_throttled_total").increment(1);
+        Ok((count, ttl)) if count > i64::from(limit) => {
+            metrics::counter!("seatgate_login_throttled_total", "by" => parts[0].to_owned()).increment(1);
             Err(ApiError::RateLimited { retry_after_secs: ttl as u64 })
         }
         Ok(_) => Ok(()),
         Err(e) => {
-            tracing::warn!(error = %e, "login throttle unavailable");
+            tracing::warn!(error = %e, "auth throttle unavailable");
             Ok(())
         }
     }
@@ -201,11 +215,26 @@ pub enum AdminOutcome {
     Created,
     Promoted,
     AlreadyAdmin,
+    /// The email belongs to a `user` account and promotion was not allowed: left alone.
+    NotPromoted,
 }
 
 /// Makes sure an admin account exists for `email`: created with `password` when missing,
-/// promoted when it exists as a user (its password is then left as it is).
+/// promoted when it exists as a user (its password is then left as it is). For explicit
+/// requests (`seatgate admin create`); start-up uses [`bootstrap_admin`].
 pub async fn ensure_admin(db: &PgPool, email: &str, password: &str) -> anyhow::Result<AdminOutcome> {
+    bootstrap_admin(db, email, password, true).await
+}
+
+/// The admin of `SEATGATE_ADMIN_EMAIL` at start-up: created when missing; an existing `user`
+/// account is promoted only with `allow_promotion` (`SEATGATE_ADMIN_PROMOTE`), since whoever
+/// registered that email first would otherwise become admin silently. Both cases are logged.
+pub async fn bootstrap_admin(
+    db: &PgPool,
+    email: &str,
+    password: &str,
+    allow_promotion: bool,
+) -> anyhow::Result<AdminOutcome> {
     let email = parse_email(email).map_err(|e| anyhow::anyhow!("admin email: {}", e.message))?;
     check_password(password).map_err(|e| anyhow::anyhow!("admin password: {}", e.message))?;
     let mut conn = db.acquire().await?;
@@ -213,7 +242,16 @@ pub async fn ensure_admin(db: &PgPool, email: &str, password: &str) -> anyhow::R
         if existing.role == Role::Admin {
             return Ok(AdminOutcome::AlreadyAdmin);
         }
+        if !allow_promotion {
+            tracing::warn!(
+                user.id = %existing.id,
+                "an account with the admin email exists as a plain user; NOT promoted (set \
+                 SEATGATE_ADMIN_PROMOTE=1 or run `seatgate admin create` to promote it)"
+            );
+            return Ok(AdminOutcome::NotPromoted);
+        }
         repo::promote_to_admin(&mut conn, &email).await?;
+        tracing::warn!(user.id = %existing.id, "an existing account was promoted to admin");
         return Ok(AdminOutcome::Promoted);
     }
     let hash = password::hash(password.to_owned()).await?;

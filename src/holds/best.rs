@@ -202,6 +202,14 @@ pub async fn create_best_hold(
             refused("closed");
             Err(ApiError::Conflict("the showtime is cancelled".into()))
         }
+        BestOutcome::SaleNotOpen { opens_at_ms } => {
+            refused("sale_not_open");
+            Err(ApiError::SaleNotOpen { opens_at: service::millis_to_time(opens_at_ms) })
+        }
+        BestOutcome::NotAdmitted => {
+            refused("not_admitted");
+            Err(ApiError::NotAdmitted)
+        }
         BestOutcome::Cold => Err(ApiError::Unavailable(anyhow::anyhow!("showtime cache stayed cold after warming"))),
     }
 }

@@ -5,6 +5,7 @@
 //! (`snapshot`). No database write happens on the hold path.
 
 pub mod best;
+pub mod gate;
 pub mod layout;
 pub mod routes;
 pub mod service;

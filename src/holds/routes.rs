@@ -19,8 +19,10 @@ use crate::state::AppState;
     security(("bearer" = [])), responses(
         (status = 201, body = Hold),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not_admitted: the sale has a waiting room and the caller holds no live admission",
+            body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such showtime", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "seats unavailable (named in unavailable_seat_ids; empty when no best-available block is free), or the showtime started or was cancelled",
+        (status = 409, description = "seats unavailable (named in unavailable_seat_ids; empty when no best-available block is free), sale_not_open (with opens_at), or the showtime started or was cancelled",
             body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "empty, duplicate, unknown or too many seats; both or neither of seat_ids and best_available", body = Problem, content_type = "application/problem+json"),
 ))]

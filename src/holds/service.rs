@@ -188,6 +188,14 @@ pub async fn create_hold(
             refused("closed");
             Err(ApiError::Conflict("the showtime is cancelled".into()))
         }
+        HoldOutcome::SaleNotOpen { opens_at_ms } => {
+            refused("sale_not_open");
+            Err(ApiError::SaleNotOpen { opens_at: millis_to_time(opens_at_ms) })
+        }
+        HoldOutcome::NotAdmitted => {
+            refused("not_admitted");
+            Err(ApiError::NotAdmitted)
+        }
         HoldOutcome::Cold => Err(ApiError::Unavailable(anyhow::anyhow!("showtime cache stayed cold after warming"))),
     }
 }
@@ -212,6 +220,7 @@ pub async fn warm(state: &AppState, conn: &mut Conn, showtime_id: Uuid, keys: &S
         cancelled: status == crate::catalog::model::ShowtimeStatus::Cancelled,
     };
     store::warm(conn, keys, meta, &sold, sold_ttl(ends_at)).await.map_err(redis_error)?;
+    super::gate::warm(&state.db, conn, &state.keys, showtime_id).await?;
     tracing::info!(sold = sold.len(), "showtime cache warmed from PostgreSQL");
     Ok(())
 }

@@ -20,7 +20,14 @@ macro_rules! script {
     };
 }
 
-script!(HOLD, "hold.lua");
+/// hold.lua runs the on-sale admission gate first (`lua/_admission.lua`, invariant 9).
+static HOLD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("../../lua/_prelude.lua"),
+        include_str!("../../lua/_admission.lua"),
+        include_str!("../../lua/hold.lua")
+    ))
+});
 script!(RELEASE, "release.lua");
 script!(EXTEND, "extend.lua");
 script!(CLAIM, "claim.lua");
@@ -30,7 +37,14 @@ script!(SWEEP, "sweep.lua");
 script!(SEATMAP, "seatmap.lua");
 script!(REOPEN, "reopen.lua");
 script!(RESYNC_SOLD, "resync_sold.lua");
-script!(BEST, "best.lua");
+/// best.lua runs the same admission gate as hold.lua.
+static BEST: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("../../lua/_prelude.lua"),
+        include_str!("../../lua/_admission.lua"),
+        include_str!("../../lua/best.lua")
+    ))
+});
 
 /// Holds dropped per script call at most, so one call never blocks Redis for long.
 pub const PURGE_LIMIT: usize = 500;
@@ -51,6 +65,12 @@ pub enum HoldOutcome {
         held: u32,
     },
     Closed(Closed),
+    /// The sale opens at this time (Unix ms); nothing was written.
+    SaleNotOpen {
+        opens_at_ms: i64,
+    },
+    /// The sale has a waiting room and the user holds no live admission; nothing was written.
+    NotAdmitted,
     /// Cached showtime data missing in Redis: warm it from PostgreSQL and try again.
     Cold,
 }
@@ -118,7 +138,7 @@ pub struct HoldParams {
 /// than "no such hold" to its owner.
 const INDEX_GRACE: Duration = Duration::from_secs(60);
 
-async fn run(
+pub(crate) async fn run(
     name: &'static str,
     script: &Script,
     conn: &mut Conn,
@@ -140,7 +160,7 @@ async fn run(
 }
 
 /// Splits a reply `{"status", rest...}`.
-fn split(reply: Value) -> anyhow::Result<(String, Vec<Value>)> {
+pub(crate) fn split(reply: Value) -> anyhow::Result<(String, Vec<Value>)> {
     let Value::Array(mut items) = reply else { bail!("unexpected script reply {reply:?}") };
     if items.is_empty() {
         bail!("empty script reply");
@@ -149,7 +169,7 @@ fn split(reply: Value) -> anyhow::Result<(String, Vec<Value>)> {
     Ok((text(&head)?, items))
 }
 
-fn text(v: &Value) -> anyhow::Result<String> {
+pub(crate) fn text(v: &Value) -> anyhow::Result<String> {
     match v {
         Value::BulkString(b) => Ok(String::from_utf8_lossy(b).into_owned()),
         Value::SimpleString(s) => Ok(s.clone()),
@@ -157,7 +177,7 @@ fn text(v: &Value) -> anyhow::Result<String> {
     }
 }
 
-fn int(v: &Value) -> anyhow::Result<i64> {
+pub(crate) fn int(v: &Value) -> anyhow::Result<i64> {
     match v {
         Value::Int(i) => Ok(*i),
         other => text(other)?.parse().map_err(|e| anyhow!("expected an integer: {e}")),
@@ -195,7 +215,7 @@ pub async fn hold(
     ];
     args.extend(ids(seats));
     let index = keys.hold_index(p.hold_id);
-    let keys = [&*k.holds, &*k.expiry, &*k.info, &*k.users, &*k.sold, &*k.meta, &*index];
+    let keys = [&*k.holds, &*k.expiry, &*k.info, &*k.users, &*k.sold, &*k.meta, &*k.sale, &*k.adm, &*index];
     let (status, rest) = split(run("hold", &HOLD, conn, &keys, &args).await?)?;
     Ok(match status.as_str() {
         "ok" => HoldOutcome::Held { expires_at_ms: int(rest.first().context("expiry")?)? },
@@ -205,6 +225,8 @@ pub async fn hold(
             HoldOutcome::Closed(Closed::Started)
         }
         "closed" => HoldOutcome::Closed(Closed::Cancelled),
+        "sale_not_open" => HoldOutcome::SaleNotOpen { opens_at_ms: int(rest.first().context("opens_at")?)? },
+        "not_admitted" => HoldOutcome::NotAdmitted,
         "cold" => HoldOutcome::Cold,
         other => bail!("hold.lua answered {other:?}"),
     })
@@ -475,6 +497,12 @@ pub enum BestOutcome {
     },
     /// No block of that many adjacent free seats (of the category) is left.
     NoBlock,
+    /// The sale opens at this time (the admission gate).
+    SaleNotOpen {
+        opens_at_ms: i64,
+    },
+    /// A waiting room, and the user is not admitted now (the admission gate).
+    NotAdmitted,
     /// The user already holds this many seats of the showtime.
     OverLimit {
         held: u32,
@@ -516,7 +544,7 @@ pub async fn hold_best(
         format!("{}:{}", p.showtime_id, p.user_id),
         (p.max_lifetime + INDEX_GRACE).as_millis().to_string(),
     ];
-    let keys = [&*k.holds, &*k.expiry, &*k.info, &*k.users, &*k.sold, &*k.meta, &*k.layout, &*index];
+    let keys = [&*k.holds, &*k.expiry, &*k.info, &*k.users, &*k.sold, &*k.meta, &*k.layout, &*index, &*k.sale, &*k.adm];
     let (status, rest) = split(run("best", &BEST, conn, &keys, &args).await?)?;
     Ok(match status.as_str() {
         "ok" => BestOutcome::Held {
@@ -530,6 +558,8 @@ pub async fn hold_best(
         }
         "closed" => BestOutcome::Closed(Closed::Cancelled),
         "cold" => BestOutcome::Cold,
+        "sale_not_open" => BestOutcome::SaleNotOpen { opens_at_ms: int(rest.first().context("opens_at")?)? },
+        "not_admitted" => BestOutcome::NotAdmitted,
         other => bail!("best.lua answered {other:?}"),
     })
 }

@@ -176,6 +176,17 @@ impl Keys {
             meta: format!("{base}:meta"),
             layout: format!("{base}:layout"),
             events: format!("{base}:events"),
+            sale: format!("{base}:sale"),
+            adm: format!("{base}:adm"),
+            queue: QueueKeys {
+                line: format!("{base}:q:line"),
+                joined: format!("{base}:q:joined"),
+                seq: format!("{base}:q:seq"),
+                state: format!("{base}:q:state"),
+                lease: format!("{base}:q:lease"),
+                fence: format!("{base}:q:fence"),
+                events: format!("{base}:q:events"),
+            },
         }
     }
 
@@ -204,6 +215,22 @@ impl Keys {
         rest.strip_suffix("}:events")?.parse().ok()
     }
 
+    /// The pub/sub pattern matching the queue events channel of every showtime.
+    pub fn queue_events_pattern(&self) -> String {
+        format!("{}:{{st:*}}:q:events", self.prefix)
+    }
+
+    /// The showtime whose queue events channel this is, if it is one of this prefix.
+    pub fn showtime_of_queue_events(&self, channel: &str) -> Option<uuid::Uuid> {
+        let rest = channel.strip_prefix(self.prefix.as_str())?.strip_prefix(":{st:")?;
+        rest.strip_suffix("}:q:events")?.parse().ok()
+    }
+
+    /// Showtimes whose sale has a waiting room: what the admitter visits.
+    pub fn queued_showtimes(&self) -> String {
+        format!("{}:onsale:queued", self.prefix)
+    }
+
     /// Generation counter of the catalog cache: bumped by every catalog write.
     pub fn catalog_generation(&self) -> String {
         format!("{}:cache:catalog:gen", self.prefix)
@@ -227,5 +254,24 @@ pub struct ShowtimeKeys {
     /// The layout in the form `best.lua` scans (see `lua/best.lua`).
     pub layout: String,
     /// Pub/sub channel of seat status changes (not a key).
+    pub events: String,
+    /// The sale settings mirrored from PostgreSQL (read by the admission gate, `lua/_admission.lua`).
+    pub sale: String,
+    /// Admitted users by admitted-until time (read by the admission gate).
+    pub adm: String,
+    /// The waiting room's own keys (`src/onsale/`).
+    pub queue: QueueKeys,
+}
+
+/// The waiting room of one showtime; see `src/onsale/store.rs` for what each holds.
+#[derive(Clone, Debug)]
+pub struct QueueKeys {
+    pub line: String,
+    pub joined: String,
+    pub seq: String,
+    pub state: String,
+    pub lease: String,
+    pub fence: String,
+    /// Pub/sub channel of queue progress (not a key).
     pub events: String,
 }

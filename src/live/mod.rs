@@ -9,6 +9,7 @@
 //! See docs/LIVE.md.
 
 pub mod hub;
+pub mod limits;
 pub mod routes;
 pub mod stream;
 

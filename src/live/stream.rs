@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::hub::{Permit, Subscription, Update, frame};
+use super::limits::ClientPermit;
 use crate::error::ApiError;
 use crate::holds::service::{self, SeatMap, SeatState};
 use crate::state::AppState;
@@ -103,7 +104,7 @@ pub struct Session {
     /// Parts of a snapshot still to send (see [`CHUNK`]).
     pending: VecDeque<Bytes>,
     resync: Option<Resync>,
-    _permit: Permit,
+    _permit: (Permit, ClientPermit),
 }
 
 impl Session {
@@ -112,7 +113,7 @@ impl Session {
         state: AppState,
         showtime_id: Uuid,
         sub: Subscription,
-        permit: Permit,
+        permit: (Permit, ClientPermit),
         snapshot: Bytes,
         generation: u64,
     ) -> Self {

@@ -45,6 +45,7 @@ pub async fn run(role: Role, state: AppState, stop: CancellationToken) -> anyhow
     }
     if matches!(role, Role::Sweeper | Role::All) {
         tasks.spawn(sweeper::run(context(state.clone()), stop.clone()));
+        tasks.spawn(crate::onsale::admitter::run(state.clone(), stop.clone()));
     }
     let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {

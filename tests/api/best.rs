@@ -47,6 +47,12 @@ impl House {
         let sold: Vec<Uuid> = house.seats_drawn(b'X');
         let meta = ShowtimeMeta { starts_at_ms: starts.timestamp_millis(), cancelled: false };
         store::warm(&mut conn, &house.keys, meta, &sold, Duration::from_secs(120)).await.expect("warm");
+        // No sale settings: on sale now, no queue (the admission gate needs its mirror).
+        let open = seatgate::holds::gate::SaleMirror::open_now(meta.starts_at_ms + 7_200_000);
+        let index = house.names.queued_showtimes();
+        seatgate::holds::gate::mirror(&mut conn, &house.keys, &index, house.showtime_id, &open)
+            .await
+            .expect("sale mirror");
         let layout = ScanLayout {
             categories: CATEGORIES.iter().map(|c| (*c).to_owned()).collect(),
             rows: house

@@ -2,6 +2,7 @@
 //! One binary; one file per capability; a fresh database per test (`#[sqlx::test]`), a Redis
 //! key prefix and AMQP namespace per test, so every test can run in parallel with the others.
 
+mod abuse;
 mod auth;
 mod best;
 mod bookings;
@@ -13,6 +14,7 @@ mod holds;
 mod invariants;
 mod ledger;
 mod live;
+mod onsale;
 mod ops;
 mod problems;
 mod scripts;

@@ -44,6 +44,12 @@ impl Env {
 
     async fn warm(&self, meta: ShowtimeMeta, sold: &[Uuid]) {
         store::warm(&mut self.conn().await, &self.keys, meta, sold, Duration::from_secs(600)).await.expect("warm");
+        // No sale settings: on sale now, no queue (the admission gate needs its mirror).
+        let open = seatgate::onsale::store::SaleMirror::open_now(meta.starts_at_ms + 7_200_000);
+        let index = format!("{}-queued", self.keys.holds);
+        seatgate::onsale::store::mirror(&mut self.conn().await, &self.keys, &index, Uuid::nil(), &open)
+            .await
+            .expect("sale mirror");
     }
 
     async fn hold_for(&self, user: Uuid, seats: &[Uuid], ttl: Duration, max: u32) -> (Uuid, HoldOutcome) {

@@ -23,3 +23,30 @@ async fn the_rate_limit_answers_429_problem_json_with_retry_after() {
     assert_eq!(lb.metric("seatgate_lb_rate_limited_total").await, Some(1.0));
     lb.handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_route_limit_refuses_its_prefix_and_leaves_other_paths_alone() {
+    // Arrange: /auth/ at 1 request per second, bursts of 2; no global limit.
+    let up = TestUpstream::start("a").await;
+    let lb = TestLb::start(&[up.url()], &[("ROUTE_LIMITS", "/auth/=1:2")]).await;
+
+    // Act
+    let allowed = [lb.get("/auth/login").await.status, lb.get("/auth/register").await.status];
+    let limited = lb.get("/auth/login").await;
+    let others = gets(&lb, 5).await;
+
+    // Assert
+    assert_eq!(allowed, [200, 200]);
+    limited.problem(429, "rate_limited");
+    assert!(limited.headers.contains_key("retry-after"));
+    assert!(others.iter().all(|s| *s == 200), "paths outside the prefix are not limited: {others:?}");
+    lb.handle.shutdown().await;
+}
+
+async fn gets(lb: &TestLb, n: usize) -> Vec<http::StatusCode> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(lb.get("/whoami").await.status);
+    }
+    out
+}
