@@ -1,11 +1,13 @@
 //! What every scenario shares: the target flags, the load shape flags, and a small HTTP client
 //! for set-up calls that checks every status and fails with the body in the message.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Value, json};
+use tokio::task::JoinSet;
 use uuid::Uuid;
 
 /// Where the API is and how to become its admin.
@@ -168,6 +170,76 @@ pub fn truncate(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+/// Registers `n` accounts, `concurrency` at a time, with progress on stderr.
+pub async fn register_users(api: &Api, run_id: &str, n: u32, concurrency: u32) -> anyhow::Result<Vec<User>> {
+    let limit = Arc::new(tokio::sync::Semaphore::new(concurrency as usize));
+    let mut tasks = JoinSet::new();
+    for i in 0..n {
+        let (api, run_id, limit) = (api.clone(), run_id.to_owned(), limit.clone());
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await?;
+            api.register(&run_id, i).await.with_context(|| format!("register user {i}"))
+        });
+    }
+    let started = Instant::now();
+    let mut users = Vec::with_capacity(n as usize);
+    while let Some(joined) = tasks.join_next().await {
+        users.push(joined.context("a registration task panicked")??);
+        if users.len() % 500 == 0 && users.len() < n as usize {
+            eprintln!("  {} of {n} users registered ({:.0} s)", users.len(), started.elapsed().as_secs_f64());
+        }
+    }
+    Ok(users)
+}
+
+/// The seat ids of a `GET /api/v1/screens/{id}` answer, in layout order; fails unless there
+/// are `expected` of them.
+pub fn screen_seat_ids(screen: &Value, expected: usize) -> anyhow::Result<Vec<Uuid>> {
+    let seat_ids = screen["seats"]
+        .as_array()
+        .context("GET /api/v1/screens/{id}: no seats array")?
+        .iter()
+        .map(|s| s["id"].as_str().and_then(|id| id.parse().ok()).context("a seat without a UUID id"))
+        .collect::<anyhow::Result<Vec<Uuid>>>()?;
+    if seat_ids.len() != expected {
+        bail!("the screen has {} seats, expected {expected}", seat_ids.len());
+    }
+    Ok(seat_ids)
+}
+
+/// What kind of transport error a request met, for the error counts.
+pub fn transport_kind(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else if e.is_body() || e.is_decode() {
+        "body"
+    } else {
+        "request"
+    }
+}
+
+/// An error and its causes on one line (reqwest's `Display` names only the outermost).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The `code` of a problem+json body, or `-`.
+pub fn problem_code(body: &[u8]) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["code"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "-".to_owned())
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use crate::api::{self, Api, LoadArgs, TargetArgs, User};
+use crate::api::{self, Api, LoadArgs, TargetArgs, User, chain, problem_code, transport_kind};
 use crate::report;
 use crate::stats::{Phase, Side, Tally};
 
@@ -48,7 +48,7 @@ const MAX_SEATS_PER_HOLD: usize = 4;
 /// Seat category of the benchmark screen.
 const CATEGORY: &str = "standard";
 /// Registrations in flight at once during set-up (each hashes a password on the server).
-const REGISTER_CONCURRENCY: usize = 8;
+const REGISTER_CONCURRENCY: u32 = 8;
 /// Bound of the whole set-up.
 const SETUP_BUDGET: Duration = Duration::from_secs(300);
 /// Pause between phases, so one phase's tail does not overlap the next one's start.
@@ -170,37 +170,10 @@ async fn setup(api: Api, args: &HoldsArgs) -> anyhow::Result<ApiTarget> {
         .call(Method::GET, &format!("/api/v1/screens/{screen_id}"), None, None, StatusCode::OK)
         .await
         .context("read the screen's seats")?;
-    let seat_ids = screen["seats"]
-        .as_array()
-        .context("GET /api/v1/screens/{id}: no seats array")?
-        .iter()
-        .map(|s| s["id"].as_str().and_then(|id| id.parse().ok()).context("a seat without a UUID id"))
-        .collect::<anyhow::Result<Vec<Uuid>>>()?;
-    let expected = (args.rows * args.seats_per_row) as usize;
-    if seat_ids.len() != expected {
-        bail!("the screen has {} seats, expected {expected}", seat_ids.len());
-    }
+    let seat_ids = api::screen_seat_ids(&screen, (args.rows * args.seats_per_row) as usize)?;
 
-    let users = register_users(&api, &run_id, args.load.users).await?;
+    let users = api::register_users(&api, &run_id, args.load.users, REGISTER_CONCURRENCY).await?;
     Ok(ApiTarget { api, showtime_id, seat_ids: Arc::new(seat_ids), users })
-}
-
-/// Registers `n` accounts, a few at a time.
-async fn register_users(api: &Api, run_id: &str, n: u32) -> anyhow::Result<Vec<User>> {
-    let limit = Arc::new(tokio::sync::Semaphore::new(REGISTER_CONCURRENCY));
-    let mut tasks = JoinSet::new();
-    for i in 0..n {
-        let (api, run_id, limit) = (api.clone(), run_id.to_owned(), limit.clone());
-        tasks.spawn(async move {
-            let _permit = limit.acquire_owned().await?;
-            api.register(&run_id, i).await.with_context(|| format!("register user {i}"))
-        });
-    }
-    let mut users = Vec::with_capacity(n as usize);
-    while let Some(joined) = tasks.join_next().await {
-        users.push(joined.context("a registration task panicked")??);
-    }
-    Ok(users)
 }
 
 /// Tomorrow, same time: far enough that the showtime does not start during the run.
@@ -287,38 +260,6 @@ async fn release_via_api(client: &reqwest::Client, url: &str, token: &str, tally
         }
         Err(e) => tally.error(format!("release: transport error ({})", transport_kind(&e)), || chain(&e)),
     }
-}
-
-fn transport_kind(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else if e.is_body() || e.is_decode() {
-        "body"
-    } else {
-        "request"
-    }
-}
-
-/// An error and its causes on one line (reqwest's `Display` names only the outermost).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// The `code` of a problem+json body, or `-`.
-fn problem_code(body: &[u8]) -> String {
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v["code"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| "-".to_owned())
 }
 
 /// `users` tasks run hold.lua / release.lua through the store until `duration` has passed.

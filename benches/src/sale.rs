@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use crate::api::{self, Api, TargetArgs, User};
+use crate::api::{self, Api, TargetArgs, User, chain, problem_code, transport_kind};
 
 /// Flags of the `sale` scenario.
 #[derive(Clone, Debug, clap::Args)]
@@ -401,16 +401,7 @@ async fn setup(api: Api, args: &SaleArgs) -> anyhow::Result<Target> {
 
     let path = format!("/api/v1/screens/{screen_id}");
     let screen = retried("read the screen", || api.call(Method::GET, &path, None, None, StatusCode::OK)).await?;
-    let seat_ids = screen["seats"]
-        .as_array()
-        .context("GET /api/v1/screens/{id}: no seats array")?
-        .iter()
-        .map(|s| s["id"].as_str().and_then(|id| id.parse().ok()).context("a seat without a UUID id"))
-        .collect::<anyhow::Result<Vec<Uuid>>>()?;
-    let expected = (args.rows * args.seats_per_row) as usize;
-    if seat_ids.len() != expected {
-        bail!("the screen has {} seats, expected {expected}", seat_ids.len());
-    }
+    let seat_ids = api::screen_seat_ids(&screen, (args.rows * args.seats_per_row) as usize)?;
 
     let users = register_users(&api, &run_id, args.users).await?;
     Ok(Target { api, showtimes, seat_ids: Arc::new(seat_ids), users })
@@ -691,38 +682,6 @@ async fn poll(target: &Target, recorded: Vec<Recorded>, budget: Duration) -> any
     }
     polled.pending = open.len() as u64;
     Ok(polled)
-}
-
-fn transport_kind(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else if e.is_body() || e.is_decode() {
-        "body"
-    } else {
-        "request"
-    }
-}
-
-/// An error and its causes on one line (reqwest's `Display` names only the outermost).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// The `code` of a problem+json body, or `-`.
-fn problem_code(body: &[u8]) -> String {
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v["code"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| "-".to_owned())
 }
 
 #[cfg(test)]

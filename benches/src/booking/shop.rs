@@ -1,0 +1,253 @@
+//! The HTTP of one purchase, as a buyer's browser does it: hold, check out (retrying with the
+//! same `Idempotency-Key`), poll the reservation until it is final.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::tally::{Tally, micros};
+use crate::api::{self, chain, problem_code as code, transport_kind};
+
+/// Attempts of one checkout (the same Idempotency-Key each time) before the user gives up.
+const CHECKOUT_ATTEMPTS: u32 = 5;
+
+/// The parts of a problem+json body the bench looks at.
+#[derive(Debug, Default, Deserialize)]
+struct Problem {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    unavailable_seat_ids: Vec<Uuid>,
+}
+
+fn problem(body: &[u8]) -> Problem {
+    serde_json::from_slice(body).unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+struct HoldCreated {
+    hold_id: Uuid,
+}
+
+#[derive(Deserialize)]
+struct CheckoutAccepted {
+    reservation_id: Uuid,
+}
+
+#[derive(Deserialize)]
+struct ReservationView {
+    status: String,
+    #[serde(default)]
+    failure_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct SeatMap {
+    pub(super) seats: Vec<MapSeat>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct MapSeat {
+    pub(super) id: Uuid,
+    pub(super) status: String,
+}
+
+/// An answer: status, whole body, and the `Retry-After` of a 429 or 503 (in seconds).
+pub(super) struct Answer {
+    pub(super) status: StatusCode,
+    pub(super) body: Vec<u8>,
+    pub(super) retry_after: Option<Duration>,
+}
+
+/// Sends a request and reads the whole body.
+pub(super) async fn send(req: reqwest::RequestBuilder) -> Result<Answer, reqwest::Error> {
+    let res = req.send().await?;
+    let status = res.status();
+    let retry_after = matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE)
+        .then(|| res.headers().get(reqwest::header::RETRY_AFTER))
+        .flatten()
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body = res.bytes().await?.to_vec();
+    Ok(Answer { status, body, retry_after })
+}
+
+/// How one purchase attempt ended.
+#[derive(Debug)]
+pub(super) enum Attempt {
+    /// Confirmed: the seats are sold to this user.
+    Booked,
+    /// 409 `seats_unavailable`: nothing was held.
+    Conflict(Vec<Uuid>),
+    /// The hold was not granted for another reason (recorded as an error).
+    HoldFailed,
+    /// Held, but no confirmation (recorded as an error); the seats may be held or sold.
+    NotConfirmed,
+}
+
+/// What a purchase needs besides the user and the seats.
+#[derive(Clone)]
+pub(super) struct Shop {
+    pub(super) client: reqwest::Client,
+    pub(super) base: String,
+    pub(super) poll: Duration,
+    pub(super) confirm_timeout: Duration,
+}
+
+impl Shop {
+    /// Hold `seats`, check out with `tok_ok` and a fresh `Idempotency-Key`, then poll the
+    /// reservation until it is final or `confirm_timeout` has passed since the 202.
+    pub(super) async fn purchase(&self, token: &str, showtime: Uuid, seats: &[Uuid], tally: &mut Tally) -> Attempt {
+        let hold_url = format!("{}/api/v1/showtimes/{showtime}/holds", self.base);
+        let sent = Instant::now();
+        let answer = send(self.client.post(&hold_url).bearer_auth(token).json(&json!({"seat_ids": seats}))).await;
+        let (status, body) = match answer {
+            Ok(answer) => {
+                tally.note(&answer);
+                (answer.status, answer.body)
+            }
+            Err(e) => {
+                tally.error(format!("hold: transport error ({})", transport_kind(&e)), || chain(&e));
+                return Attempt::HoldFailed;
+            }
+        };
+        tally.hold_us.push(micros(sent.elapsed()));
+        let hold_id = match status {
+            StatusCode::CREATED => match serde_json::from_slice::<HoldCreated>(&body) {
+                Ok(h) => h.hold_id,
+                Err(_) => {
+                    tally.error("hold 201 without hold_id", || String::from_utf8_lossy(&body).into_owned());
+                    return Attempt::HoldFailed;
+                }
+            },
+            StatusCode::CONFLICT => {
+                let p = problem(&body);
+                if p.code.as_deref() == Some("seats_unavailable") {
+                    tally.conflicts += 1;
+                    return Attempt::Conflict(p.unavailable_seat_ids);
+                }
+                tally.error(format!("hold 409 {}", p.code.as_deref().unwrap_or("-")), || {
+                    format!("hold 409: {}", api::truncate(&String::from_utf8_lossy(&body), 300))
+                });
+                return Attempt::HoldFailed;
+            }
+            other => {
+                tally.error(format!("hold {} {}", other.as_u16(), code(&body)), || {
+                    format!("hold {other}: {}", api::truncate(&String::from_utf8_lossy(&body), 300))
+                });
+                return Attempt::HoldFailed;
+            }
+        };
+        tally.holds += 1;
+
+        // A payment page retries a checkout the API could not take (503, 429, a dropped
+        // connection) with the same Idempotency-Key, after the Retry-After it was given: the key
+        // makes the retry safe, and giving up would strand the hold until it expires.
+        let checkout_url = format!("{}/api/v1/holds/{hold_id}/checkout", self.base);
+        let key = Uuid::new_v4().to_string();
+        let sent = Instant::now();
+        let mut attempt = 0;
+        let reservation_id = loop {
+            attempt += 1;
+            let answer = send(
+                self.client
+                    .post(&checkout_url)
+                    .bearer_auth(token)
+                    .header("Idempotency-Key", &key)
+                    .json(&json!({"payment_token": "tok_ok"})),
+            )
+            .await;
+            if let Ok(answer) = &answer {
+                tally.note(answer);
+            }
+            let retryable = match answer.map(|a| (a.status, a.body)) {
+                Ok((StatusCode::ACCEPTED, body)) => match serde_json::from_slice::<CheckoutAccepted>(&body) {
+                    Ok(c) => break c.reservation_id,
+                    Err(_) => {
+                        tally.error("checkout 202 without reservation_id", || {
+                            String::from_utf8_lossy(&body).into_owned()
+                        });
+                        return Attempt::NotConfirmed;
+                    }
+                },
+                Ok((status, body)) => {
+                    tally.error(format!("checkout {} {}", status.as_u16(), code(&body)), || {
+                        format!("checkout {status}: {}", api::truncate(&String::from_utf8_lossy(&body), 300))
+                    });
+                    matches!(status, StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS)
+                        || (status == StatusCode::CONFLICT && code(&body) == "conflict")
+                }
+                Err(e) => {
+                    tally.error(format!("checkout: transport error ({})", transport_kind(&e)), || chain(&e));
+                    true
+                }
+            };
+            if !retryable || attempt >= CHECKOUT_ATTEMPTS {
+                return Attempt::NotConfirmed;
+            }
+            tally.checkout_retries += 1;
+            let wait = tally.retry_after.take().unwrap_or(Duration::from_millis(500));
+            tokio::time::sleep(wait).await;
+        };
+        let accepted = Instant::now();
+        tally.checkout_us.push(micros(accepted.duration_since(sent)));
+        tally.checkouts += 1;
+
+        let poll_url = format!("{}/api/v1/reservations/{reservation_id}", self.base);
+        loop {
+            let wait = tally.retry_after.take().map_or(self.poll, |asked| asked.max(self.poll));
+            tokio::time::sleep(wait).await;
+            if accepted.elapsed() > self.confirm_timeout {
+                tally.error("reservation not final within --confirm-timeout-secs", || {
+                    format!("reservation {reservation_id} still not final after {:?}", self.confirm_timeout)
+                });
+                return Attempt::NotConfirmed;
+            }
+            tally.polls += 1;
+            let (status, body) = match send(self.client.get(&poll_url).bearer_auth(token)).await {
+                Ok(answer) => {
+                    tally.note(&answer);
+                    (answer.status, answer.body)
+                }
+                Err(e) => {
+                    tally.error(format!("poll: transport error ({})", transport_kind(&e)), || chain(&e));
+                    continue;
+                }
+            };
+            if status != StatusCode::OK {
+                tally.error(format!("poll {} {}", status.as_u16(), code(&body)), || {
+                    format!("poll {status}: {}", api::truncate(&String::from_utf8_lossy(&body), 300))
+                });
+                continue;
+            }
+            let view = match serde_json::from_slice::<ReservationView>(&body) {
+                Ok(view) => view,
+                Err(_) => {
+                    tally.error("poll 200 without status", || String::from_utf8_lossy(&body).into_owned());
+                    continue;
+                }
+            };
+            match view.status.as_str() {
+                "payment_pending" => {}
+                "confirmed" => {
+                    tally.confirm_us.push(micros(accepted.elapsed()));
+                    tally.bookings += 1;
+                    tally.seats += seats.len() as u64;
+                    return Attempt::Booked;
+                }
+                other => {
+                    tally.error(format!("reservation {other}"), || {
+                        format!(
+                            "reservation {reservation_id} {other}: {}",
+                            view.failure_reason.as_deref().unwrap_or("-")
+                        )
+                    });
+                    return Attempt::NotConfirmed;
+                }
+            }
+        }
+    }
+}
