@@ -12,6 +12,13 @@
 #   postgres   PostgreSQL restarted (fast shutdown: open connections are cut)
 #   gateway    the payment gateway failing transiently 30% of the time (workers restarted with
 #              SEATGATE_PAYMENT_FAILURE_RATE=0.3 until the end of the sale)
+#   redis-long Redis stopped for REDIS_DOWN_SECS (90) with charges in flight: longer than a
+#              payment's deadline (hold 15 s + checkout extension 15 s + 60 s grace), so workers
+#              charge, cannot claim the seats, retry until their tasks are dead-lettered, and the
+#              reservations expire: every charge must end refunded by the reconciler
+#   postgres-long PostgreSQL stopped for PG_DOWN_SECS (45): longer than a task's retries
+#              (SEATGATE_PAYMENT_MAX_ATTEMPTS=10 at 0.2/1/5 s), so tasks are dead-lettered with
+#              charges possibly made just before the stop: every charge booked or refunded
 # Once the sale's reservations are final and the payment queues are empty,
 # `seatgate check-invariants` must report 0 violations. Time to recover: from the start of the
 # fault until a fresh purchase (hold, checkout, confirmed booking) of a separate probe customer
@@ -30,7 +37,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all_faults=(none redis worker rabbitmq api postgres gateway)
+all_faults=(none redis worker rabbitmq api postgres gateway redis-long postgres-long)
 faults=("$@")
 [ ${#faults[@]} -eq 0 ] && faults=("${all_faults[@]}")
 for f in "${faults[@]}"; do
@@ -242,6 +249,14 @@ inject() {
     gateway)
       stop workers
       SEATGATE_PAYMENT_FAILURE_RATE=0.3 start_workers ;;
+    redis-long)
+      redis-cli -p 6379 shutdown nosave >/dev/null 2>&1 || true
+      sleep "${REDIS_DOWN_SECS:-90}"
+      (cd "$redis_dir" && redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no >/dev/null) ;;
+    postgres-long)
+      pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main stop -m fast >/dev/null
+      sleep "${PG_DOWN_SECS:-45}"
+      pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start >/dev/null ;;
   esac
 }
 
@@ -258,9 +273,10 @@ queued() { # messages in the payment queue and the retry queues of this run
   rabbitmqctl -q list_queues name messages 2>/dev/null |
     awk -v run="$run" '$1 == "payments." run || ($1 ~ /^payments\.retry\./ && substr($1, length($1) - length(run)) == "." run) {n += $2} END {print n + 0}'
 }
-settle() { # until nothing is pending and the payment queues are empty (90 s at most)
+settle() { # until nothing is pending and the payment queues are empty (SETTLE_SECS, 180 s, at most:
+  # after a long outage the reservations only expire at their deadlines)
   local pending
-  for _ in $(seq 1 180); do
+  for _ in $(seq 1 $((${SETTLE_SECS:-180} * 2))); do
     pending=$(count "select count(*) from reservations where status = 'payment_pending'")
     [ "$pending" = "0" ] && [ "$(queued)" = "0" ] && return 0
     sleep 0.5
@@ -311,13 +327,13 @@ for fault in "${faults[@]}"; do
   echo "== $fault: injecting at $(date -u +%H:%M:%S)" >>"$out/setup.log"
   t0=$(now)
   inject "$fault"
-  recovery=$(probe "$t0" 120 || true)
+  recovery=$(probe "$t0" 240 || true)
   recovery=${recovery:-?}
   wait "${pid[sale]}" || echo "warning: $fault: the sale failed; see $out/sale-$tag.log" >&2
   unset "pid[sale]"
   heal "$fault"
   wait_ready "$lb" 60 || echo "warning: $fault: the lb is not ready 60 s after the fault" >&2
-  settle || echo "warning: $fault: the system did not settle within 90 s" >&2
+  settle || echo "warning: $fault: the system did not settle within ${SETTLE_SECS:-180} s" >&2
   check "$out/invariants-$tag.json"
   violations=$(python3 -c "import json; print(len(json.load(open('$out/invariants-$tag.json'))['violations']))" 2>/dev/null || echo "?")
   requests=$(field "$out/sale-$tag.json" requests)
@@ -328,6 +344,13 @@ for fault in "${faults[@]}"; do
   bookings=$(delta "$bookings_before" "$bookings_after")
   refunds=$(delta "$refunds_before" "$refunds_after")
   stuck=$(delta "$stuck_before" "$(count "$stuck_keys")")
+  # Where every charge of the run ended (invariant 8): booked, refunded, or neither.
+  money=$(count "select count(*) filter (where g.status = 'charged' and p.status = 'succeeded') || ' booked, ' ||
+                        count(*) filter (where g.status = 'refunded') || ' refunded, ' ||
+                        count(*) filter (where g.status = 'charged' and p.status <> 'succeeded') || ' charged and neither, ' ||
+                        (select count(*) from dead_letters) || ' dead-lettered so far'
+                   from gateway_charges g join payments p on p.id = g.payment_id")
+  echo "- $fault: charges at the gateway: $money" >>"$out/money.md"
   printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$fault" "$requests" "$errors" "$bookings" "$refunds" \
     "$violations" "$recovery" "$settled" | tee -a "$out/table.md"
   [ "$violations" = "0" ] && [ "$recovery" != "never" ] && [ "$requests" != "?" ] || status=1
@@ -358,5 +381,6 @@ if stuck != "0":
 print()
 PY
 done
+cat "$out/money.md" 2>/dev/null | tee -a "$out/details.md"
 echo "details: $out"
 exit $status

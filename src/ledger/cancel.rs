@@ -33,6 +33,13 @@ pub async fn cancel_booking(state: &AppState, user: AuthUser, id: Uuid) -> Resul
     if booking.starts_at <= Utc::now() {
         return Err(ApiError::Conflict("the showtime has started; the booking can no longer be cancelled".into()));
     }
+    // Under the booking's lock: a check-in in flight holds a share lock on it, so it is either
+    // committed (and seen here) or waits for this cancellation and then lets nobody in.
+    if repo::booking_checked_in(&mut tx, id).await? {
+        return Err(ApiError::Conflict(
+            "the ticket was already used at the door; it can no longer be cancelled".into(),
+        ));
+    }
     let (_, seats) = repo::cancel_bookings(&mut tx, &[id]).await?;
     repo::move_reservation(
         &mut tx,

@@ -425,6 +425,14 @@ pub async fn lock_booking_of_user(
     .await
 }
 
+/// Whether the booking's ticket was checked in at the door (`checkins`, written by `tickets/`).
+pub async fn booking_checked_in(conn: &mut PgConnection, booking_id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("select exists (select 1 from checkins where booking_id = $1)")
+        .bind(booking_id)
+        .fetch_one(conn)
+        .await
+}
+
 /// `confirmed` -> `cancelled` for the given bookings; frees their `booked_seats`. Returns the
 /// (booking, reservation) pairs that moved and the seats freed.
 pub async fn cancel_bookings(

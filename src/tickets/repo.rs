@@ -68,8 +68,11 @@ pub async fn insert_checkin(
     scanned_by: Uuid,
 ) -> Result<Option<CheckinRow>, sqlx::Error> {
     sqlx::query_as::<_, CheckinRow>(
+        // Only a confirmed booking, read under a share lock: a cancellation that runs at the same
+        // moment either commits first (then nothing is inserted: see `find_checkin`) or waits
+        // for this check-in and then refuses to cancel a used ticket.
         r#"insert into checkins (booking_id, showtime_id, checked_in_at, gate, source, scanned_by)
-           values ($1, $2, $3, $4, $5, $6)
+           select $1, $2, $3, $4, $5, $6 from bookings where id = $1 and status = 'confirmed' for share
            on conflict on constraint checkins_pkey do nothing
            returning checked_in_at, gate"#,
     )

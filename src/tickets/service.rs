@@ -202,14 +202,19 @@ pub async fn check_in_with(
                 gate: row.gate,
             })
         }
-        None => {
-            metrics::counter!("seatgate_checkins_total", "outcome" => "already_checked_in", "source" => "online")
-                .increment(1);
-            let first = repo::find_checkin(&mut conn, booking.id)
-                .await?
-                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a check-in lost its guard yet none is recorded")))?;
-            Err(ApiError::AlreadyCheckedIn { checked_in_at: first.checked_in_at, gate: first.gate })
-        }
+        None => match repo::find_checkin(&mut conn, booking.id).await? {
+            Some(first) => {
+                metrics::counter!("seatgate_checkins_total", "outcome" => "already_checked_in", "source" => "online")
+                    .increment(1);
+                Err(ApiError::AlreadyCheckedIn { checked_in_at: first.checked_in_at, gate: first.gate })
+            }
+            // Not checked in, and no longer confirmed: cancelled while the scan ran.
+            None => {
+                metrics::counter!("seatgate_checkins_total", "outcome" => "ticket_cancelled", "source" => "online")
+                    .increment(1);
+                Err(ApiError::TicketCancelled)
+            }
+        },
     }
 }
 
@@ -284,10 +289,11 @@ async fn settle_scan(
             let at = scan.scanned_at.min(Utc::now());
             match repo::insert_checkin(&mut tx, &booking, at, gate.as_deref(), Source::Offline, door.id).await? {
                 Some(row) => result(ScanOutcome::CheckedIn, Some(booking.id), Some(row), None),
-                None => {
-                    let first = repo::find_checkin(&mut tx, booking.id).await?;
-                    result(ScanOutcome::AlreadyCheckedIn, Some(booking.id), first, None)
-                }
+                None => match repo::find_checkin(&mut tx, booking.id).await? {
+                    Some(first) => result(ScanOutcome::AlreadyCheckedIn, Some(booking.id), Some(first), None),
+                    // Cancelled while the batch was being settled.
+                    None => result(ScanOutcome::TicketCancelled, Some(booking.id), None, None),
+                },
             }
         }
     };

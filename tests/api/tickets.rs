@@ -243,6 +243,35 @@ async fn of_two_scans_in_flight_at_once_exactly_one_lets_the_ticket_in(db: PgPoo
 }
 
 #[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_booking_cancelled_while_its_scan_runs_is_refused_and_a_used_ticket_cannot_be_cancelled(db: PgPool) {
+    // Arrange: two bookings; the scan of the first reads it (confirmed), then its owner cancels it
+    // before the scan writes.
+    let app = TestApp::spawn(db).await;
+    let show = show(&app, 2).await;
+    let user = app.new_user().await;
+    let first = booked(&app, &user, &show, &[0]).await;
+    let second = booked(&app, &user, &show, &[1]).await;
+    let door = door_user(&app).await;
+    let door = AuthUser { id: door.id, role: Role::Door };
+    let cancel = |booking: &Value| {
+        let path = format!("/api/v1/bookings/{}/cancel", booking["id"].as_str().expect("id"));
+        let (app, token) = (&app, user.token.clone());
+        async move { app.post(&path, Some(&token), &json!({})).await }
+    };
+    // Act
+    let req = CheckinRequest { ticket: signed(&first), gate: Some("north-1".into()), showtime_id: None };
+    let raced = service::check_in_with(&app.state, door, req, async { cancel(&first).await.assert_status(202) }).await;
+    // Assert: nobody gets in on a cancelled ticket.
+    assert!(matches!(raced, Err(ApiError::TicketCancelled)), "{raced:?}");
+    let rows: i64 = sqlx::query_scalar("select count(*) from checkins").fetch_one(&app.state.db).await.expect("count");
+    assert_eq!(rows, 0);
+    // And the other way round: a ticket used at the door can no longer be cancelled (and refunded).
+    scan(&app, &door_user(&app).await, &signed(&second), None).await.assert_status(201);
+    let refused = cancel(&second).await.problem(409).await;
+    assert!(refused.detail.contains("used at the door"), "{refused:?}");
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
 async fn a_cancelled_booking_is_refused_at_the_door_and_revoked_in_the_bundle(db: PgPool) {
     // Arrange
     let app = TestApp::spawn(db).await;
