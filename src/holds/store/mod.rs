@@ -4,9 +4,9 @@
 //! call; nothing stringly-typed leaves this module.
 
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use deadpool_redis::redis::{self, Script, Value};
 use uuid::Uuid;
 
@@ -15,7 +15,10 @@ use crate::infra::redis::{Keys, ShowtimeKeys};
 macro_rules! script {
     ($name:ident, $file:literal) => {
         static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(concat!(include_str!("../../lua/_prelude.lua"), include_str!(concat!("../../lua/", $file))))
+            Script::new(concat!(
+                include_str!("../../../lua/_prelude.lua"),
+                include_str!(concat!("../../../lua/", $file))
+            ))
         });
     };
 }
@@ -23,9 +26,9 @@ macro_rules! script {
 /// hold.lua runs the on-sale admission gate first (`lua/_admission.lua`, invariant 9).
 static HOLD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
-        include_str!("../../lua/_prelude.lua"),
-        include_str!("../../lua/_admission.lua"),
-        include_str!("../../lua/hold.lua")
+        include_str!("../../../lua/_prelude.lua"),
+        include_str!("../../../lua/_admission.lua"),
+        include_str!("../../../lua/hold.lua")
     ))
 });
 script!(RELEASE, "release.lua");
@@ -37,14 +40,12 @@ script!(SWEEP, "sweep.lua");
 script!(SEATMAP, "seatmap.lua");
 script!(REOPEN, "reopen.lua");
 script!(RESYNC_SOLD, "resync_sold.lua");
-/// best.lua runs the same admission gate as hold.lua.
-static BEST: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("../../lua/_prelude.lua"),
-        include_str!("../../lua/_admission.lua"),
-        include_str!("../../lua/best.lua")
-    ))
-});
+mod best;
+mod lua;
+
+pub use best::{BestOutcome, BestRequest, ScanLayout, hold_best, set_layout};
+use lua::{ids, uuids};
+pub(crate) use lua::{int, run, split, text};
 
 /// Holds dropped per script call at most, so one call never blocks Redis for long.
 pub const PURGE_LIMIT: usize = 500;
@@ -137,60 +138,6 @@ pub struct HoldParams {
 /// How long a hold's index outlives the longest hold: long enough to answer "expired" rather
 /// than "no such hold" to its owner.
 const INDEX_GRACE: Duration = Duration::from_secs(60);
-
-pub(crate) async fn run(
-    name: &'static str,
-    script: &Script,
-    conn: &mut Conn,
-    keys: &[&str],
-    args: &[String],
-) -> anyhow::Result<Value> {
-    let mut invocation = script.prepare_invoke();
-    for key in keys {
-        invocation.key(*key);
-    }
-    for arg in args {
-        invocation.arg(arg.as_str());
-    }
-    let start = Instant::now();
-    let result = invocation.invoke_async::<Value>(conn).await;
-    metrics::histogram!("seatgate_redis_script_duration_seconds", "script" => name)
-        .record(start.elapsed().as_secs_f64());
-    result.with_context(|| format!("redis script {name}"))
-}
-
-/// Splits a reply `{"status", rest...}`.
-pub(crate) fn split(reply: Value) -> anyhow::Result<(String, Vec<Value>)> {
-    let Value::Array(mut items) = reply else { bail!("unexpected script reply {reply:?}") };
-    if items.is_empty() {
-        bail!("empty script reply");
-    }
-    let head = items.remove(0);
-    Ok((text(&head)?, items))
-}
-
-pub(crate) fn text(v: &Value) -> anyhow::Result<String> {
-    match v {
-        Value::BulkString(b) => Ok(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Ok(s.clone()),
-        other => bail!("expected a string, got {other:?}"),
-    }
-}
-
-pub(crate) fn int(v: &Value) -> anyhow::Result<i64> {
-    match v {
-        Value::Int(i) => Ok(*i),
-        other => text(other)?.parse().map_err(|e| anyhow!("expected an integer: {e}")),
-    }
-}
-
-fn uuids(values: &[Value]) -> anyhow::Result<Vec<Uuid>> {
-    values.iter().map(|v| Ok(text(v)?.parse()?)).collect()
-}
-
-fn ids(seats: &[Uuid]) -> impl Iterator<Item = String> + '_ {
-    seats.iter().map(Uuid::to_string)
-}
 
 /// Holds `seats` (distinct, all of the showtime's layout) for `p.user_id`, all or none, and
 /// indexes the hold by its id, in one script run: one round trip, nothing half-written.
@@ -484,122 +431,5 @@ pub async fn warm(
         .query_async(conn)
         .await
         .context("rebuild sold set")?;
-    Ok(())
-}
-
-/// Result of `best.lua`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BestOutcome {
-    /// These seats (adjacent, in seat order) were picked and are now held.
-    Held {
-        expires_at_ms: i64,
-        seats: Vec<Uuid>,
-    },
-    /// No block of that many adjacent free seats (of the category) is left.
-    NoBlock,
-    /// The sale opens at this time (the admission gate).
-    SaleNotOpen {
-        opens_at_ms: i64,
-    },
-    /// A waiting room, and the user is not admitted now (the admission gate).
-    NotAdmitted,
-    /// The user already holds this many seats of the showtime.
-    OverLimit {
-        held: u32,
-    },
-    Closed(Closed),
-    /// Cached showtime data or layout missing in Redis: warm both and try again.
-    Cold,
-}
-
-/// What `best.lua` is asked for.
-#[derive(Clone, Copy, Debug)]
-pub struct BestRequest<'a> {
-    pub count: u32,
-    /// Only seats of this category, or any.
-    pub category: Option<&'a str>,
-}
-
-/// Picks the best block of `req.count` adjacent free seats and holds it for `p.user_id`, in
-/// one script run (see `lua/best.lua` for the rules of the pick).
-#[tracing::instrument(skip_all, fields(hold.id = %p.hold_id, count = req.count))]
-pub async fn hold_best(
-    conn: &mut Conn,
-    keys: &Keys,
-    k: &ShowtimeKeys,
-    p: HoldParams,
-    req: BestRequest<'_>,
-) -> anyhow::Result<BestOutcome> {
-    let index = keys.hold_index(p.hold_id);
-    let args = [
-        p.hold_id.to_string(),
-        p.user_id.to_string(),
-        p.ttl.as_millis().to_string(),
-        p.max_lifetime.as_millis().to_string(),
-        p.max_seats_per_user.to_string(),
-        PURGE_LIMIT.to_string(),
-        k.events.clone(),
-        req.count.to_string(),
-        req.category.unwrap_or_default().to_owned(),
-        format!("{}:{}", p.showtime_id, p.user_id),
-        (p.max_lifetime + INDEX_GRACE).as_millis().to_string(),
-    ];
-    let keys = [&*k.holds, &*k.expiry, &*k.info, &*k.users, &*k.sold, &*k.meta, &*k.layout, &*index, &*k.sale, &*k.adm];
-    let (status, rest) = split(run("best", &BEST, conn, &keys, &args).await?)?;
-    Ok(match status.as_str() {
-        "ok" => BestOutcome::Held {
-            expires_at_ms: int(rest.first().context("expiry")?)?,
-            seats: uuids(rest.get(1..).unwrap_or_default())?,
-        },
-        "none" => BestOutcome::NoBlock,
-        "limit" => BestOutcome::OverLimit { held: int(rest.first().context("count")?)?.try_into()? },
-        "closed" if rest.first().map(text).transpose()?.as_deref() == Some("started") => {
-            BestOutcome::Closed(Closed::Started)
-        }
-        "closed" => BestOutcome::Closed(Closed::Cancelled),
-        "cold" => BestOutcome::Cold,
-        "sale_not_open" => BestOutcome::SaleNotOpen { opens_at_ms: int(rest.first().context("opens_at")?)? },
-        "not_admitted" => BestOutcome::NotAdmitted,
-        other => bail!("best.lua answered {other:?}"),
-    })
-}
-
-/// The layout as `best.lua` scans it: rows front to back, each row's seats in number order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ScanLayout {
-    /// Category names; a seat's category is an index into this list.
-    pub categories: Vec<String>,
-    /// Each row: (seat id, category index) in seat-number order.
-    pub rows: Vec<Vec<(Uuid, usize)>>,
-}
-
-/// Writes a showtime's layout in the form `best.lua` reads (one hash, a string per row), kept
-/// for `ttl`. Layouts never change, so a rewrite by another instance writes the same bytes.
-#[tracing::instrument(skip_all, fields(rows = layout.rows.len()))]
-pub async fn set_layout(conn: &mut Conn, k: &ShowtimeKeys, layout: &ScanLayout, ttl: Duration) -> anyhow::Result<()> {
-    if layout.categories.len() > 255 {
-        bail!("a layout of more than 255 categories cannot be scanned");
-    }
-    let mut fields: Vec<(String, Vec<u8>)> = Vec::with_capacity(layout.rows.len() * 2 + 2);
-    for (r, row) in layout.rows.iter().enumerate() {
-        let ids: String = row.iter().map(|(id, _)| id.hyphenated().to_string()).collect();
-        let cats: Vec<u8> = row.iter().map(|(_, c)| (c + 1) as u8).collect();
-        fields.push((format!("s{r}"), ids.into_bytes()));
-        fields.push((format!("c{r}"), cats));
-    }
-    fields.push(("cats".to_owned(), layout.categories.join(",").into_bytes()));
-    // `rows` last: the script treats the layout as present only once it is there.
-    fields.push(("rows".to_owned(), layout.rows.len().to_string().into_bytes()));
-    let _: () = redis::pipe()
-        .atomic()
-        .del(&k.layout)
-        .ignore()
-        .hset_multiple(&k.layout, &fields)
-        .ignore()
-        .pexpire(&k.layout, ttl.as_millis().max(1) as i64)
-        .ignore()
-        .query_async(conn)
-        .await
-        .context("write the scan layout")?;
     Ok(())
 }

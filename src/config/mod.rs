@@ -6,12 +6,19 @@
 //! lists every variable read here (tests/api/docs.rs checks that the two agree).
 
 use std::env::VarError;
-use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+
+mod env;
+mod tickets;
+
+pub use env::{Env, ProcessEnv, Secret};
+use env::{flag, key_prefix, listen_or_off, opt, positive, random_secret, url_var, var_or};
+use tickets::ticket_config;
+pub use tickets::{SecretKey, TicketConfig, decode_key32, valid_key_id};
 
 /// All settings of the API server and the workers.
 #[derive(Clone, Debug)]
@@ -181,95 +188,6 @@ pub struct OnsaleConfig {
     pub max_batch: u32,
 }
 
-/// Signed tickets (see docs/TICKETS.md).
-#[derive(Clone, Debug)]
-pub struct TicketConfig {
-    /// `SEATGATE_TICKET_SIGNING_KEY`: the Ed25519 seed (32 bytes as 64 hex digits or base64)
-    /// that signs tickets; random (with a warning) when unset.
-    pub signing_seed: SecretKey,
-    /// True when the seed was generated because none was configured.
-    pub signing_key_generated: bool,
-    /// `SEATGATE_TICKET_KEY_ID`: the key id written into tickets; derived from the public key
-    /// when unset.
-    pub key_id: Option<String>,
-    /// `SEATGATE_TICKET_VERIFY_KEYS`: more public keys whose tickets are accepted (rotation),
-    /// comma-separated `kid:key`, each key 32 bytes as hex or base64.
-    pub verify_keys: Vec<(String, [u8; 32])>,
-}
-
-/// 32 bytes of key material whose `Debug` never shows them.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretKey([u8; 32]);
-
-impl SecretKey {
-    pub fn new(bytes: [u8; 32]) -> Self {
-        Self(bytes)
-    }
-    /// The key itself; keep it out of logs.
-    pub fn expose(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// 32 bytes written as 64 hex digits or as base64 (standard or URL-safe, padded or not).
-pub fn decode_key32(raw: &str) -> Option<[u8; 32]> {
-    use base64::Engine;
-    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-    let raw = raw.trim();
-    let bytes = if raw.len() == 64 && raw.bytes().all(|b| b.is_ascii_hexdigit()) {
-        hex::decode(raw).ok()?
-    } else {
-        [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD].iter().find_map(|e| e.decode(raw).ok())?
-    };
-    bytes.try_into().ok()
-}
-
-/// A key id: 1 to 32 of `[A-Za-z0-9_-]` (it travels inside the ticket, between dots).
-pub fn valid_key_id(kid: &str) -> bool {
-    (1..=32).contains(&kid.len()) && kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-fn ticket_config(env: &dyn Env) -> anyhow::Result<TicketConfig> {
-    let (signing_seed, signing_key_generated) = match opt(env, "SEATGATE_TICKET_SIGNING_KEY")? {
-        Some(raw) => (
-            SecretKey(decode_key32(&raw).context(
-                "invalid value for SEATGATE_TICKET_SIGNING_KEY: expected a 32-byte Ed25519 seed as 64 hex digits or base64",
-            )?),
-            false,
-        ),
-        None => {
-            use rand::Rng;
-            (SecretKey(rand::rng().random()), true)
-        }
-    };
-    let key_id = opt(env, "SEATGATE_TICKET_KEY_ID")?.map(|k| k.trim().to_owned());
-    if let Some(kid) = &key_id
-        && !valid_key_id(kid)
-    {
-        bail!("invalid value for SEATGATE_TICKET_KEY_ID: use 1-32 of [A-Za-z0-9_-]");
-    }
-    let mut verify_keys = Vec::new();
-    for entry in opt(env, "SEATGATE_TICKET_VERIFY_KEYS")?.unwrap_or_default().split(',').map(str::trim) {
-        if entry.is_empty() {
-            continue;
-        }
-        let bad = || format!("invalid value for SEATGATE_TICKET_VERIFY_KEYS: {entry:?} is not `kid:public-key`");
-        let (kid, key) = entry.split_once(':').with_context(bad)?;
-        let key = decode_key32(key).with_context(bad)?;
-        if !valid_key_id(kid) || ed25519_dalek::VerifyingKey::from_bytes(&key).is_err() {
-            bail!(bad());
-        }
-        verify_keys.push((kid.to_owned(), key));
-    }
-    Ok(TicketConfig { signing_seed, signing_key_generated, key_id, verify_keys })
-}
-
 /// Background work.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -315,46 +233,6 @@ impl FromStr for LogFormat {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ParseEnumError(String);
-
-/// A secret string whose `Debug` never shows the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    /// The secret itself; keep it out of logs.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// Where environment values come from: the process environment, or a map in tests.
-pub trait Env {
-    fn get(&self, key: &str) -> Result<String, VarError>;
-}
-
-/// The real process environment.
-pub struct ProcessEnv;
-
-impl Env for ProcessEnv {
-    fn get(&self, key: &str) -> Result<String, VarError> {
-        std::env::var(key)
-    }
-}
-
-impl<const N: usize> Env for [(&str, &str); N] {
-    fn get(&self, key: &str) -> Result<String, VarError> {
-        self.iter().find(|(k, _)| *k == key).map(|(_, v)| (*v).to_owned()).ok_or(VarError::NotPresent)
-    }
-}
 
 /// Defaults of docs/DESIGN.md §8.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/seatgate";
@@ -510,206 +388,5 @@ fn refuse_placeholders(auth: &AuthConfig, demo: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A boolean setting: 1/true/yes/on or 0/false/no/off; unset is false.
-fn flag(env: &dyn Env, key: &str) -> anyhow::Result<bool> {
-    match opt(env, key)?.map(|v| v.trim().to_ascii_lowercase()) {
-        None => Ok(false),
-        Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
-        Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => Ok(false),
-        Some(v) => bail!("invalid value for {key}: expected 1 or 0 (true or false), got {v:?}"),
-    }
-}
-
-fn opt(env: &dyn Env, key: &str) -> anyhow::Result<Option<String>> {
-    match env.get(key) {
-        Ok(v) if v.trim().is_empty() => Ok(None),
-        Ok(v) => Ok(Some(v)),
-        Err(VarError::NotPresent) => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {key}")),
-    }
-}
-
-/// The value of `key` parsed as `T`, or `default` when unset.
-fn var_or<T>(env: &dyn Env, key: &str, default: T) -> anyhow::Result<T>
-where
-    T: FromStr,
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    match opt(env, key)? {
-        Some(raw) => raw.trim().parse().with_context(|| format!("invalid value for {key}: {raw:?}")),
-        None => Ok(default),
-    }
-}
-
-/// Like [`var_or`] for numbers that must be above zero.
-fn positive<T>(env: &dyn Env, key: &str, default: T) -> anyhow::Result<T>
-where
-    T: FromStr + PartialOrd + Default,
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    let value = var_or(env, key, default)?;
-    if value <= T::default() {
-        bail!("invalid value for {key}: must be greater than 0");
-    }
-    Ok(value)
-}
-
-/// A socket address, or `None` for `off`.
-fn listen_or_off(env: &dyn Env, key: &str, default: SocketAddr) -> anyhow::Result<Option<SocketAddr>> {
-    match opt(env, key)? {
-        Some(raw) if raw.trim().eq_ignore_ascii_case("off") => Ok(None),
-        Some(raw) => {
-            raw.trim().parse().map(Some).with_context(|| format!("invalid value for {key}: {raw:?} (host:port or off)"))
-        }
-        None => Ok(Some(default)),
-    }
-}
-
-fn url_var(env: &dyn Env, key: &str, default: &str, schemes: &[&str]) -> anyhow::Result<Secret> {
-    let url = opt(env, key)?.unwrap_or_else(|| default.to_owned());
-    let scheme = url.split_once("://").map(|(s, _)| s);
-    match scheme {
-        Some(s) if schemes.contains(&s) => Ok(Secret::new(url)),
-        _ => bail!("invalid value for {key}: expected a URL starting with {}://", schemes.join("://, ")),
-    }
-}
-
-fn key_prefix(env: &dyn Env) -> anyhow::Result<String> {
-    let prefix = var_or(env, "SEATGATE_REDIS_KEY_PREFIX", "sg".to_owned())?;
-    let ok = !prefix.is_empty()
-        && prefix.len() <= 64
-        && prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':'))
-        && !prefix.ends_with(':');
-    if !ok {
-        bail!("invalid value for SEATGATE_REDIS_KEY_PREFIX: use 1-64 of [A-Za-z0-9_-:], not ending in ':'");
-    }
-    Ok(prefix)
-}
-
-fn random_secret() -> String {
-    use rand::Rng;
-    let bytes: [u8; 32] = rand::rng().random();
-    hex::encode(bytes)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_point_at_local_services() {
-        let config = Config::from_source(&[]).expect("defaults are valid");
-        assert_eq!(config.http.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(config.database.url.expose(), DEFAULT_DATABASE_URL);
-        assert_eq!(config.holds.ttl, Duration::from_secs(300));
-        assert_eq!(config.holds.max_seats_per_user, 10);
-        assert_eq!(config.log_format, LogFormat::Pretty);
-        assert_eq!(config.live.max_connections, 10_000);
-        assert_eq!(config.live.heartbeat, Duration::from_secs(15));
-        assert!(config.auth.jwt_secret_generated);
-        assert!(config.auth.admin.is_none());
-    }
-
-    #[test]
-    fn a_bad_value_names_the_variable() {
-        let err = Config::from_source(&[("SEATGATE_HOLD_TTL_SECS", "soon")]).expect_err("not a number");
-        assert!(format!("{err:#}").contains("SEATGATE_HOLD_TTL_SECS"), "{err:#}");
-
-        let err = Config::from_source(&[("SEATGATE_LOG_FORMAT", "xml")]).expect_err("unknown format");
-        assert!(format!("{err:#}").contains("SEATGATE_LOG_FORMAT"), "{err:#}");
-
-        let err = Config::from_source(&[("SEATGATE_LISTEN", "localhost")]).expect_err("no port");
-        assert!(format!("{err:#}").contains("SEATGATE_LISTEN"), "{err:#}");
-
-        let err = Config::from_source(&[("SEATGATE_REDIS_URL", "http://x")]).expect_err("wrong scheme");
-        assert!(format!("{err:#}").contains("SEATGATE_REDIS_URL"), "{err:#}");
-
-        let err = Config::from_source(&[("SEATGATE_HOLD_TTL_SECS", "0")]).expect_err("zero");
-        assert!(format!("{err:#}").contains("SEATGATE_HOLD_TTL_SECS"), "{err:#}");
-    }
-
-    #[test]
-    fn the_workers_metrics_listener_defaults_to_loopback_and_can_be_turned_off() {
-        let default = Config::from_source(&[]).expect("defaults are valid");
-        assert_eq!(default.workers.metrics_listen, Some(SocketAddr::from(([127, 0, 0, 1], 9100))));
-        let off = Config::from_source(&[("SEATGATE_WORKERS_METRICS_LISTEN", "off")]).expect("off is valid");
-        assert_eq!(off.workers.metrics_listen, None);
-        let err = Config::from_source(&[("SEATGATE_WORKERS_METRICS_LISTEN", "9100")]).expect_err("no host");
-        assert!(format!("{err:#}").contains("SEATGATE_WORKERS_METRICS_LISTEN"), "{err:#}");
-    }
-
-    #[test]
-    fn a_short_jwt_secret_is_refused() {
-        let err = Config::from_source(&[("SEATGATE_JWT_SECRET", "short")]).expect_err("too short");
-        assert!(format!("{err:#}").contains("SEATGATE_JWT_SECRET"));
-    }
-
-    #[test]
-    fn an_admin_needs_both_email_and_password() {
-        let err = Config::from_source(&[("SEATGATE_ADMIN_EMAIL", "a@b.c")]).expect_err("no password");
-        assert!(format!("{err:#}").contains("SEATGATE_ADMIN_PASSWORD"));
-        let ok = Config::from_source(&[("SEATGATE_ADMIN_EMAIL", "a@b.c"), ("SEATGATE_ADMIN_PASSWORD", "pw")])
-            .expect("both set");
-        assert_eq!(ok.auth.admin.expect("admin").email, "a@b.c");
-    }
-
-    #[test]
-    fn ticket_keys_are_read_as_hex_or_base64_and_a_bad_one_names_its_variable() {
-        let seed = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
-        let public = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
-        let verify = format!("old:{public}, older:11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo");
-        let config = Config::from_source(&[
-            ("SEATGATE_TICKET_SIGNING_KEY", seed),
-            ("SEATGATE_TICKET_KEY_ID", "2026-12"),
-            ("SEATGATE_TICKET_VERIFY_KEYS", verify.as_str()),
-        ])
-        .expect("valid");
-        assert!(!config.tickets.signing_key_generated);
-        assert_eq!(hex::encode(config.tickets.signing_seed.expose()), seed);
-        assert_eq!(config.tickets.key_id.as_deref(), Some("2026-12"));
-        assert_eq!(config.tickets.verify_keys.len(), 2);
-        assert_eq!(config.tickets.verify_keys[0].1, config.tickets.verify_keys[1].1);
-        assert!(!format!("{config:?}").contains(seed));
-
-        for (key, value) in [
-            ("SEATGATE_TICKET_SIGNING_KEY", "too-short"),
-            ("SEATGATE_TICKET_KEY_ID", "has.a.dot"),
-            ("SEATGATE_TICKET_VERIFY_KEYS", "nokid"),
-        ] {
-            let err = Config::from_source(&[(key, value)]).expect_err("refused");
-            assert!(format!("{err:#}").contains(key), "{err:#}");
-        }
-        assert!(Config::from_source(&[]).expect("defaults").tickets.signing_key_generated);
-    }
-
-    #[test]
-    fn the_compose_files_placeholder_secrets_are_refused_outside_demo_mode() {
-        let err = Config::from_source(&[("SEATGATE_JWT_SECRET", PLACEHOLDER_JWT_SECRET)]).expect_err("placeholder");
-        assert!(format!("{err:#}").contains("SEATGATE_JWT_SECRET"), "{err:#}");
-        let admin = [("SEATGATE_ADMIN_EMAIL", "a@b.cd"), ("SEATGATE_ADMIN_PASSWORD", "admin-password")];
-        let err = Config::from_source(&admin).expect_err("placeholder password");
-        assert!(format!("{err:#}").contains("SEATGATE_ADMIN_PASSWORD"), "{err:#}");
-        let demo = [
-            ("SEATGATE_JWT_SECRET", PLACEHOLDER_JWT_SECRET),
-            ("SEATGATE_ADMIN_EMAIL", "a@b.cd"),
-            ("SEATGATE_ADMIN_PASSWORD", "admin-password"),
-            ("SEATGATE_DEMO", "1"),
-        ];
-        assert!(Config::from_source(&demo).expect("demo mode accepts them").demo);
-        let err = Config::from_source(&[("SEATGATE_DEMO", "maybe")]).expect_err("not a flag");
-        assert!(format!("{err:#}").contains("SEATGATE_DEMO"), "{err:#}");
-    }
-
-    #[test]
-    fn promotion_of_an_existing_account_is_off_unless_asked_for() {
-        assert!(!Config::from_source(&[]).expect("defaults").auth.admin_promote);
-        assert!(Config::from_source(&[("SEATGATE_ADMIN_PROMOTE", "true")]).expect("flag").auth.admin_promote);
-    }
-
-    #[test]
-    fn secrets_do_not_show_in_debug_output() {
-        let config =
-            Config::from_source(&[("SEATGATE_JWT_SECRET", "0123456789abcdef0123456789abcdef-x")]).expect("valid");
-        assert!(!format!("{config:?}").contains("0123456789abcdef"));
-    }
-}
+mod tests;
