@@ -7,6 +7,7 @@
 #   scripts/bench.sh watchers [args]    2,000 live seat maps (SSE) while seats are held and released
 #   scripts/bench.sh queue [args]       100,000 users in a waiting room, admitted at a rate, buying
 #   scripts/bench.sh flood [args]       bogus logins and streams from one client vs 50 real buyers
+#   scripts/bench.sh checkin [args]     two gates scan a 5,000-ticket showtime online
 #
 # Checks (and starts) PostgreSQL, Redis and RabbitMQ, builds the release binaries, drops and
 # recreates the database seatgate_bench, starts `seatgate serve` on 127.0.0.1:8090 (logs in
@@ -23,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-  echo "usage: scripts/bench.sh <scenario> [seatgate-bench args]   scenarios: holds, booking, sellout, watchers, queue, flood" >&2
+  echo "usage: scripts/bench.sh <scenario> [seatgate-bench args]   scenarios: holds, booking, sellout, watchers, queue, flood, checkin" >&2
   exit 2
 }
 [ $# -ge 1 ] || usage
@@ -31,7 +32,7 @@ scenario=$1
 shift
 with_workers=0
 case "$scenario" in
-  holds | watchers | flood) ;;
+  holds | watchers | flood | checkin) ;;
   booking | sellout | queue) with_workers=1 ;;
   -h | --help) usage ;;
   *) echo "error: unknown scenario '$scenario'" >&2; usage ;;

@@ -5,6 +5,7 @@
 
 mod api;
 mod booking;
+mod checkin;
 mod flood;
 mod holds;
 mod onsale_setup;
@@ -46,6 +47,9 @@ enum Scenario {
     /// Offline ticket verification on one core: Ed25519 signatures of signed tickets checked
     /// against a check-in bundle's keys, no server involved; reports verifications/s.
     TicketVerify(tickets::TicketVerifyArgs),
+    /// The doors open: gates scan a showtime's signed tickets online at once; reports scans/s and
+    /// the latency of each scan (p50/p99), and checks every ticket was let in exactly once.
+    Checkin(checkin::CheckinArgs),
     /// An on-sale behind the waiting room: 100,000 users join before opening, admission at a
     /// set rate, admitted users buy; reports join p50/p99, admission rate achieved, fairness
     /// (rank correlation of join and admission order), holds granted to non-admitted users.
@@ -65,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Sellout(args) => booking::run_sellout(args).await,
         Scenario::Watchers(args) => watchers::run(args).await,
         Scenario::TicketVerify(args) => tickets::run(args),
+        Scenario::Checkin(args) => checkin::run(args).await,
         Scenario::Queue(args) => queue::run(args).await,
         Scenario::Flood(args) => flood::run(args).await,
     }
