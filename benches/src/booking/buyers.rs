@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::pgbench::{PgPhase, Pgbench};
 use super::report::{api_line, pg_line};
-use super::shop::{Attempt, Shop};
+use super::shop::{Attempt, Pick, Shop};
 use super::tally::{Figures, Tally};
 use super::{BookingArgs, MAX_SEATS_PER_HOLD, PAUSE};
 use crate::api::User;
@@ -186,7 +186,7 @@ async fn booking_api_phase(target: &BookingTarget, duration: Duration, round: u3
                     tally.error("out of seats: every showtime is past --fill-limit", String::new);
                     break;
                 };
-                match shop.purchase(&user.token, showtime, &seats, &mut tally).await {
+                match shop.purchase(&user.token, showtime, Pick::Seats(&seats), &mut tally).await {
                     Attempt::Booked | Attempt::NotConfirmed => showtimes.sold(i, &seats),
                     Attempt::Conflict(_) => {}
                     // Do not spin on a failing API; wait as long as it asks.

@@ -160,6 +160,10 @@ pub struct SelloutArgs {
     pub seatgate_bin: String,
     #[arg(long, default_value = "psql")]
     pub psql_bin: String,
+    /// Share of buyers (percent) who ask for the best seats together (best-available) instead of
+    /// picking seats from the seat map.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub best_available_percent: u32,
 }
 
 /// Runs the scenario and prints the report.
@@ -302,11 +306,15 @@ pub async fn run_sellout(args: SelloutArgs) -> anyhow::Result<()> {
         refresh_ms: args.refresh_ms,
         confirmed_seats: AtomicU64::new(0),
         all_confirmed_at: OnceLock::new(),
+        best_every: match args.best_available_percent {
+            0 => 0,
+            p => (100 / p).max(1),
+        },
         sold_out_seen_at: OnceLock::new(),
     });
     let mut tasks = JoinSet::new();
-    for user in users {
-        tasks.spawn(racer(race.clone(), user));
+    for (n, user) in (0u32..).zip(users) {
+        tasks.spawn(racer(race.clone(), user, n));
     }
     let progress = tokio::spawn({
         let race = race.clone();
@@ -363,6 +371,7 @@ pub async fn run_sellout(args: SelloutArgs) -> anyhow::Result<()> {
         bookings: t.bookings,
         holds: t.holds,
         conflicts: t.conflicts,
+        best_available_attempts: t.best_available,
         checkouts: t.checkouts,
         checkout_retries: t.checkout_retries,
         seat_maps: t.seat_maps,

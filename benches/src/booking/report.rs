@@ -179,13 +179,14 @@ pub(super) fn sellout_summary(args: &SelloutArgs, showtime: Uuid, r: &RaceResult
         r.race_secs
     );
     println!(
-        "users: {}   bookings {} ({} seats)   holds {}  conflicts {} ({:.1}% of hold attempts)   checkouts {} (retried {})   seat maps {}   polls {}",
+        "users: {}   bookings {} ({} seats)   holds {}  conflicts {} ({:.1}% of hold attempts; {} attempts best-available)   checkouts {} (retried {})   seat maps {}   polls {}",
         r.endings.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
         r.bookings,
         r.confirmed_seats_seen,
         r.holds,
         r.conflicts,
         100.0 * r.conflicts as f64 / (r.holds + r.conflicts).max(1) as f64,
+        r.best_available_attempts,
         r.checkouts,
         r.checkout_retries,
         r.seat_maps,

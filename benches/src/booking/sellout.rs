@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::psql::psql;
-use super::shop::{Attempt, SeatMap, Shop, send};
+use super::shop::{Attempt, Pick, SeatMap, Shop, send};
 use super::tally::{Figures, Tally};
 use super::{MAX_SEATS_PER_HOLD, SelloutArgs};
 use crate::api::{self, User, chain, problem_code as code, transport_kind};
@@ -35,6 +35,8 @@ pub(super) struct Race {
     pub(super) all_confirmed_at: OnceLock<Duration>,
     /// When a user first got a seat map with no seat available and none held.
     pub(super) sold_out_seen_at: OnceLock<Duration>,
+    /// Every n-th buyer (0: none) asks for the best seats together instead of picking seats.
+    pub(super) best_every: u32,
 }
 
 impl Race {
@@ -76,8 +78,11 @@ fn backoff(rng: &mut StdRng, failures: u32, retry_after: Option<Duration>) -> Du
 /// conflict try other seats from the same map (a fresh map after three conflicts in a row or
 /// when the map's seats are used up); stop with tickets, on a sold-out map, or at the limit.
 /// After an error the user backs off (`backoff`), honouring the API's `Retry-After`.
-pub(super) async fn racer(race: Arc<Race>, user: User) -> (Tally, Ending) {
+pub(super) async fn racer(race: Arc<Race>, user: User, n: u32) -> (Tally, Ending) {
     let mut rng = StdRng::from_rng(&mut rand::rng());
+    // A best-available buyer wants 1-4 seats together and asks for fewer when no block is left.
+    let mut best = (race.best_every > 0 && n.is_multiple_of(race.best_every))
+        .then(|| rng.random_range(1..=MAX_SEATS_PER_HOLD) as u32);
     let mut tally = Tally::default();
     tokio::time::sleep_until(tokio::time::Instant::from_std(race.start)).await;
     let client = &race.shop.client;
@@ -131,13 +136,37 @@ pub(super) async fn racer(race: Arc<Race>, user: User) -> (Tally, Ending) {
                 continue;
             }
         }
+        if let Some(count) = best {
+            tally.best_available += 1;
+            match race.shop.purchase(&user.token, race.showtime, Pick::Best(count), &mut tally).await {
+                Attempt::Booked => {
+                    race.confirmed(u64::from(count));
+                    return (tally, Ending::Booked);
+                }
+                // No block of `count` free together: ask for fewer, after a fresh look.
+                Attempt::Conflict(_) => {
+                    failures = 0;
+                    best = Some(count.saturating_sub(1).max(1));
+                    misses = 3;
+                    if count == 1 {
+                        seen.clear();
+                        tokio::time::sleep(jitter(&mut rng, race.refresh_ms)).await;
+                    }
+                }
+                Attempt::HoldFailed | Attempt::NotConfirmed => {
+                    failures += 1;
+                    tokio::time::sleep(backoff(&mut rng, failures, tally.retry_after.take())).await;
+                }
+            }
+            continue;
+        }
         let n = rng.random_range(1..=MAX_SEATS_PER_HOLD).min(seen.len());
         let mut seats = Vec::with_capacity(n);
         for _ in 0..n {
             let i = rng.random_range(0..seen.len());
             seats.push(seen.swap_remove(i));
         }
-        match race.shop.purchase(&user.token, race.showtime, &seats, &mut tally).await {
+        match race.shop.purchase(&user.token, race.showtime, Pick::Seats(&seats), &mut tally).await {
             Attempt::Booked => {
                 race.confirmed(seats.len() as u64);
                 return (tally, Ending::Booked);
@@ -171,6 +200,8 @@ pub struct RaceResult {
     pub bookings: u64,
     pub holds: u64,
     pub conflicts: u64,
+    /// Hold attempts that asked for the best seats together.
+    pub best_available_attempts: u64,
     pub checkouts: u64,
     pub checkout_retries: u64,
     pub seat_maps: u64,

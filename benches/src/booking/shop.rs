@@ -30,6 +30,7 @@ fn problem(body: &[u8]) -> Problem {
 #[derive(Deserialize)]
 struct HoldCreated {
     hold_id: Uuid,
+    seat_ids: Vec<Uuid>,
 }
 
 #[derive(Deserialize)]
@@ -97,13 +98,25 @@ pub(super) struct Shop {
     pub(super) confirm_timeout: Duration,
 }
 
+/// What a buyer asks to hold: seats picked from the seat map, or the best `count` seats together
+/// chosen by the server (best-available).
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Pick<'a> {
+    Seats(&'a [Uuid]),
+    Best(u32),
+}
+
 impl Shop {
     /// Hold `seats`, check out with `tok_ok` and a fresh `Idempotency-Key`, then poll the
     /// reservation until it is final or `confirm_timeout` has passed since the 202.
-    pub(super) async fn purchase(&self, token: &str, showtime: Uuid, seats: &[Uuid], tally: &mut Tally) -> Attempt {
+    pub(super) async fn purchase(&self, token: &str, showtime: Uuid, pick: Pick<'_>, tally: &mut Tally) -> Attempt {
         let hold_url = format!("{}/api/v1/showtimes/{showtime}/holds", self.base);
+        let body = match pick {
+            Pick::Seats(seats) => json!({"seat_ids": seats}),
+            Pick::Best(count) => json!({"best_available": {"count": count}}),
+        };
         let sent = Instant::now();
-        let answer = send(self.client.post(&hold_url).bearer_auth(token).json(&json!({"seat_ids": seats}))).await;
+        let answer = send(self.client.post(&hold_url).bearer_auth(token).json(&body)).await;
         let (status, body) = match answer {
             Ok(answer) => {
                 tally.note(&answer);
@@ -115,9 +128,9 @@ impl Shop {
             }
         };
         tally.hold_us.push(micros(sent.elapsed()));
-        let hold_id = match status {
+        let (hold_id, held_seats) = match status {
             StatusCode::CREATED => match serde_json::from_slice::<HoldCreated>(&body) {
-                Ok(h) => h.hold_id,
+                Ok(h) => (h.hold_id, h.seat_ids),
                 Err(_) => {
                     tally.error("hold 201 without hold_id", || String::from_utf8_lossy(&body).into_owned());
                     return Attempt::HoldFailed;
@@ -235,7 +248,7 @@ impl Shop {
                 "confirmed" => {
                     tally.confirm_us.push(micros(accepted.elapsed()));
                     tally.bookings += 1;
-                    tally.seats += seats.len() as u64;
+                    tally.seats += held_seats.len() as u64;
                     return Attempt::Booked;
                 }
                 other => {

@@ -18,6 +18,8 @@ pub(super) struct Tally {
     pub(super) holds: u64,
     /// Holds refused with 409 `seats_unavailable`.
     pub(super) conflicts: u64,
+    /// Of the hold attempts, those that asked for the best seats together (sellout).
+    pub(super) best_available: u64,
     /// Checkouts answered 202.
     pub(super) checkouts: u64,
     /// Checkouts sent again with the same key after a 503, 429 or transport error.
@@ -58,6 +60,7 @@ impl Tally {
     pub(super) fn merge(&mut self, other: Tally) {
         self.holds += other.holds;
         self.conflicts += other.conflicts;
+        self.best_available += other.best_available;
         self.checkouts += other.checkouts;
         self.checkout_retries += other.checkout_retries;
         self.bookings += other.bookings;
