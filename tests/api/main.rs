@@ -17,6 +17,7 @@ mod live;
 mod onsale;
 mod ops;
 mod problems;
+mod reservation_events;
 mod scripts;
 mod security;
 mod tickets;
