@@ -8,6 +8,7 @@ mod booking;
 mod flood;
 mod holds;
 mod onsale_setup;
+mod push;
 mod queue;
 mod report;
 mod sale;

@@ -86,6 +86,9 @@ pub struct BookingArgs {
     /// Longest wait from the checkout's 202 to a final reservation status, in seconds.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub confirm_timeout_secs: u64,
+    /// Poll the reservation after checkout instead of following its event stream (the push).
+    #[arg(long)]
+    pub no_push: bool,
     #[command(flatten)]
     pub pgbench: PgbenchArgs,
 }
@@ -147,6 +150,9 @@ pub struct SelloutArgs {
     /// Longest wait from the checkout's 202 to a final reservation status, in seconds.
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub confirm_timeout_secs: u64,
+    /// Poll the reservation after checkout instead of following its event stream (the push).
+    #[arg(long)]
+    pub no_push: bool,
     /// Mean wait before reloading a seat map that shows no free seat but some held ones, in
     /// milliseconds (drawn between half and one and a half of it).
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
@@ -202,6 +208,7 @@ pub async fn run_booking(args: BookingArgs) -> anyhow::Result<()> {
             base: api.url(""),
             poll: Duration::from_millis(args.poll_ms),
             confirm_timeout: Duration::from_secs(args.confirm_timeout_secs),
+            push: !args.no_push,
         };
         let showtimes = Arc::new(Showtimes { list, current: AtomicUsize::new(0), keep_free });
         anyhow::Ok(BookingTarget { shop, showtimes, users })
@@ -293,6 +300,7 @@ pub async fn run_sellout(args: SelloutArgs) -> anyhow::Result<()> {
             base: api.url(""),
             poll: Duration::from_millis(args.poll_ms),
             confirm_timeout: Duration::from_secs(args.confirm_timeout_secs),
+            push: !args.no_push,
         },
         showtime: showtime_id,
         map_url: api.url(&format!("/api/v1/showtimes/{showtime_id}/seats")),
@@ -367,6 +375,9 @@ pub async fn run_sellout(args: SelloutArgs) -> anyhow::Result<()> {
         checkout_retries: t.checkout_retries,
         seat_maps: t.seat_maps,
         polls: t.polls,
+        pushes: t.pushes,
+        push_fallbacks: t.push_fallbacks,
+        push_failures: std::mem::take(&mut t.push_failures),
         figures,
     };
 
