@@ -3,6 +3,7 @@
 //! so both see the same machine conditions. Only loopback targets are accepted: this tool is
 //! for measuring a local instance, never for pointing load at someone else's server.
 
+mod accounts;
 mod api;
 mod booking;
 mod flood;
