@@ -74,10 +74,10 @@ pub async fn follow(
     loop {
         while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
             let frame: Vec<u8> = buf.drain(..end + 2).collect();
-            if let Some(view) = data_of(&frame)? {
-                if view.is_final() {
-                    return Ok(view);
-                }
+            if let Some(view) = data_of(&frame)?
+                && view.is_final()
+            {
+                return Ok(view);
             }
         }
         match res.chunk().await.map_err(PushError::Transport)? {

@@ -14,13 +14,12 @@ use crate::messaging::messages::{BookingEvent, BookingEventKind, SCHEMA_VERSION}
 use crate::messaging::outbox::{self, Staged};
 use crate::state::AppState;
 
-/// Delivers messages staged by a committed transaction: first the push to the reservations'
-/// live streams, then the outbox's publish to RabbitMQ. Never fails: a lost push is caught by
-/// the stream's re-read at the reservation's deadline (or on reconnect), a lost publish by the
-/// outbox relay.
+/// Delivers messages staged by a committed transaction: the push to the reservations' live
+/// streams and the outbox's publish to RabbitMQ, side by side (the push waits for no publisher
+/// confirm). Never fails: a lost push is caught by the stream's re-read at the reservation's
+/// deadline (or on reconnect), a lost publish by the outbox relay.
 pub async fn deliver(state: &AppState, staged: &[Staged]) {
-    announce(state, staged).await;
-    outbox::deliver(&state.db, &state.amqp, staged).await;
+    tokio::join!(announce(state, staged), outbox::deliver(&state.db, &state.amqp, staged));
 }
 
 /// PUBLISHes the new status of every reservation a staged booking event reports.

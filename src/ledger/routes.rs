@@ -107,5 +107,7 @@ pub async fn cancel_booking(
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(get_reservation)
         .service(reservation_events)
-        .service(list_bookings).service(get_booking).service(cancel_booking);
+        .service(list_bookings)
+        .service(get_booking)
+        .service(cancel_booking);
 }

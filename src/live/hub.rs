@@ -249,7 +249,9 @@ impl LiveHub {
             self.spawn(listen(self.inner.clone()));
         }
         let rx = match self.inner.channels.lock() {
-            Ok(mut channels) => channels.entry(topic).or_insert_with(|| broadcast::channel(buffer.max(1)).0).subscribe(),
+            Ok(mut channels) => {
+                channels.entry(topic).or_insert_with(|| broadcast::channel(buffer.max(1)).0).subscribe()
+            }
             // A poisoned map: a receiver that never gets changes; streams still heartbeat.
             Err(_) => broadcast::channel(1).1,
         };

@@ -19,7 +19,7 @@ mod ops;
 mod problems;
 mod reservation_events;
 mod scripts;
-mod seed_users;
 mod security;
+mod seed_users;
 mod tickets;
 mod web;

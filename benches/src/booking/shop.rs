@@ -247,7 +247,13 @@ impl Shop {
 }
 
 /// Records a final reservation status (from the stream or a poll).
-fn settled(view: &ReservationView, reservation_id: Uuid, accepted: Instant, seats: &[Uuid], tally: &mut Tally) -> Attempt {
+fn settled(
+    view: &ReservationView,
+    reservation_id: Uuid,
+    accepted: Instant,
+    seats: &[Uuid],
+    tally: &mut Tally,
+) -> Attempt {
     if view.status == "confirmed" {
         tally.confirm_us.push(micros(accepted.elapsed()));
         tally.bookings += 1;
