@@ -29,6 +29,29 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         slack_secs: i64,
     },
+    /// Write COUNT bench or staging accounts (`<prefix><i>@<domain>`, i = 1..=COUNT, role
+    /// `user`) straight into PostgreSQL, in bulk, with ONE argon2id hash of PASSWORD computed
+    /// once: every seeded account shares that password. For load tests and staging only; real
+    /// users register through the API. Idempotent: existing emails are skipped (and keep their
+    /// password). Prints `{"created": …, "existing": …}` (with `"ids"` under --print-ids).
+    SeedUsers {
+        /// How many accounts.
+        #[arg(long)]
+        count: u32,
+        /// Start of each email, before the account's number (`bench-` gives `bench-1@…`).
+        #[arg(long)]
+        email_prefix: String,
+        #[arg(long, default_value = "example.com")]
+        email_domain: String,
+        /// The one password of every seeded account (8 to 128 characters).
+        #[arg(long, env = "SEATGATE_SEED_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long, default_value = "Seeded User")]
+        name: String,
+        /// Also print the accounts' ids, in email order (seeded and existing alike).
+        #[arg(long)]
+        print_ids: bool,
+    },
     /// Manage accounts.
     Admin {
         #[command(subcommand)]
@@ -82,6 +105,15 @@ async fn main() -> anyhow::Result<()> {
                 anyhow::bail!("{} invariant violations", report.violations.len())
             }
         }
+        Command::SeedUsers { count, email_prefix, email_domain, password, name, print_ids } => {
+            let db = infra::db::connect(&config.database).await?;
+            infra::db::migrate(&db).await?;
+            let req = auth::bulk::SeedUsers { count, email_prefix, email_domain, password, name };
+            let started = std::time::Instant::now();
+            let seeded = auth::bulk::seed_users(&db, &req, print_ids).await?;
+            tracing::info!(created = seeded.created, existing = seeded.existing, elapsed = ?started.elapsed(), "users seeded");
+            json_out(&seeded)
+        }
         Command::Admin { command: AdminCommand::Create { email, password } } => {
             let db = infra::db::connect(&config.database).await?;
             infra::db::migrate(&db).await?;
@@ -113,5 +145,11 @@ async fn serve(config: Config, with_workers: bool) -> anyhow::Result<()> {
 #[expect(clippy::print_stdout, reason = "the report is the command's output")]
 fn report_json(report: &seatgate::invariants::Report) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(report)?);
+    Ok(())
+}
+
+#[expect(clippy::print_stdout, reason = "the summary is the command's output")]
+fn json_out(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(value)?);
     Ok(())
 }

@@ -155,6 +155,7 @@ pub static ROUTES: LazyLock<Vec<(ResourceDef, Vec<String>)>> = LazyLock::new(|| 
         crate::onsale::routes::resume_queue,
         crate::checkout::routes::checkout_hold,
         crate::ledger::routes::get_reservation,
+        crate::ledger::routes::reservation_events,
         crate::ledger::routes::list_bookings,
         crate::ledger::routes::get_booking,
         crate::ledger::routes::cancel_booking,

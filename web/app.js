@@ -339,14 +339,17 @@ async function seatView(showtimeId) {
   }
   connect();
 
-  // Hold countdown and reservation polling.
+  // Hold countdown, and the outcome of a checkout: pushed by the reservation's event stream,
+  // polled only when the stream fails.
   let ticker = null;
   let poller = null;
+  let watcher = null;
   cleanup = () => {
     source?.close();
     clearTimeout(retry);
     clearInterval(ticker);
     clearTimeout(poller);
+    watcher?.abort();
   };
 
   function setHold(hold) {
@@ -440,29 +443,62 @@ async function seatView(showtimeId) {
     }
   }
 
+  // Follows GET /api/v1/reservations/{id}/events (fetch, since EventSource cannot send the
+  // bearer token): the current view first, then the settled one, then the end of the stream.
   async function watchReservation(id) {
+    watcher?.abort();
+    const controller = new AbortController();
+    watcher = controller;
+    let latest = null;
+    try {
+      await stream(`/api/v1/reservations/${id}/events`, (event, r) => {
+        latest = r;
+        view.reservation = r;
+        if (r.status === 'payment_pending') renderPanel();
+      }, controller.signal);
+    } catch (e) {
+      // Falls back to polling below.
+    }
+    if (controller.signal.aborted) return;
+    if (latest && latest.status !== 'payment_pending') {
+      await settled(latest);
+    } else {
+      pollReservation(id);
+    }
+  }
+
+  // The fallback when the stream fails or ends while the payment is still pending.
+  async function pollReservation(id) {
     try {
       const r = await get(`/api/v1/reservations/${id}`);
       view.reservation = r;
-      if (r.status === 'payment_pending') {
-        poller = setTimeout(() => watchReservation(id), 500);
-      } else {
-        if (r.status === 'confirmed' && r.booking_id) {
-          const booking = await get(`/api/v1/bookings/${r.booking_id}`);
-          view.reservation.ticket_code = booking.ticket_code;
-          say(`Booked. Ticket code ${booking.ticket_code}`);
-        } else {
-          say(`Payment ${r.status}${r.failure_reason ? `: ${r.failure_reason}` : ''}`);
-        }
-        view.done = view.reservation;
-        view.reservation = null;
-        setHold(null);
+      if (r.status !== 'payment_pending') {
+        await settled(r);
         return;
       }
+      poller = setTimeout(() => pollReservation(id), 500);
     } catch (e) {
-      poller = setTimeout(() => watchReservation(id), 1000);
+      poller = setTimeout(() => pollReservation(id), 1000);
     }
     renderPanel();
+  }
+
+  async function settled(r) {
+    view.reservation = r;
+    try {
+      if (r.status === 'confirmed' && r.booking_id) {
+        const booking = await get(`/api/v1/bookings/${r.booking_id}`);
+        view.reservation.ticket_code = booking.ticket_code;
+        say(`Booked. Ticket code ${booking.ticket_code}`);
+      } else {
+        say(`Payment ${r.status}${r.failure_reason ? `: ${r.failure_reason}` : ''}`);
+      }
+    } catch (e) {
+      say(r.status === 'confirmed' ? 'Booked. See your bookings for the ticket.' : errorText(e));
+    }
+    view.done = view.reservation;
+    view.reservation = null;
+    setHold(null);
   }
 
   function renderPanel() {

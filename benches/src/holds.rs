@@ -41,6 +41,15 @@ pub struct HoldsArgs {
     /// Redis of the raw phase (loopback only): the one the API uses, so both share it.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
+    /// The API's database (loopback only). When known, the users are seeded into it in bulk
+    /// (`seatgate seed-users`' code: one argon2 hash for all; tokens signed with the API's
+    /// `SEATGATE_JWT_SECRET`); otherwise they register through the API.
+    #[arg(long, env = "SEATGATE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Register the users through `POST /api/v1/auth/register` (one argon2 hash each) even when
+    /// `--database-url` is known.
+    #[arg(long)]
+    pub register_through_api: bool,
 }
 
 /// Seats one hold asks for: 1 to this many.
@@ -172,7 +181,10 @@ async fn setup(api: Api, args: &HoldsArgs) -> anyhow::Result<ApiTarget> {
         .context("read the screen's seats")?;
     let seat_ids = api::screen_seat_ids(&screen, (args.rows * args.seats_per_row) as usize)?;
 
-    let users = api::register_users(&api, &run_id, args.load.users, REGISTER_CONCURRENCY).await?;
+    let users = match (&args.database_url, args.register_through_api) {
+        (Some(url), false) => crate::accounts::seed(url, &run_id, args.load.users).await?.users,
+        _ => api::register_users(&api, &run_id, args.load.users, REGISTER_CONCURRENCY).await?,
+    };
     Ok(ApiTarget { api, showtime_id, seat_ids: Arc::new(seat_ids), users })
 }
 

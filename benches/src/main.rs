@@ -3,12 +3,14 @@
 //! so both see the same machine conditions. Only loopback targets are accepted: this tool is
 //! for measuring a local instance, never for pointing load at someone else's server.
 
+mod accounts;
 mod api;
 mod booking;
 mod checkin;
 mod flood;
 mod holds;
 mod onsale_setup;
+mod push;
 mod queue;
 mod report;
 mod sale;

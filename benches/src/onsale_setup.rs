@@ -1,9 +1,7 @@
-//! Set-up shared by the `queue` and `flood` scenarios: one showtime on a new screen, and
-//! accounts copied straight into PostgreSQL.
+//! Set-up shared by the `queue` and `flood` scenarios: one showtime on a new screen. (Their
+//! accounts are seeded in bulk by [`crate::accounts`].)
 
-use anyhow::{Context, bail};
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 use crate::api::Api;
@@ -39,32 +37,4 @@ pub async fn showtime(api: &Api, admin: &str, rows: u32, seats: u32) -> anyhow::
         )
         .await?;
     Ok(showtime)
-}
-
-/// Inserts plain `user` accounts with these ids (no usable password) in one `\copy`.
-pub async fn copy_users(psql: &str, database_url: &str, ids: &[Uuid]) -> anyhow::Result<()> {
-    let mut child = tokio::process::Command::new(psql)
-        .arg(database_url)
-        .args([
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-q",
-            "-c",
-            r"\copy users (id, email, name, password_hash) from stdin with csv",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .with_context(|| format!("run {psql}"))?;
-    let mut stdin = child.stdin.take().context("psql stdin")?;
-    let mut csv = String::with_capacity(ids.len() * 100);
-    for id in ids {
-        csv.push_str(&format!("{id},bench-{id}@example.com,Bench,$argon2id$v=19$m=19456,t=2,p=1$none$none\n"));
-    }
-    stdin.write_all(csv.as_bytes()).await?;
-    drop(stdin);
-    let status = child.wait().await?;
-    if !status.success() {
-        bail!("{psql} \\copy users failed ({status})");
-    }
-    Ok(())
 }

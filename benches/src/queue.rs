@@ -4,8 +4,9 @@
 //! showtime is sold out (or `--max-secs` passes). Meanwhile `--intruders` users who never
 //! joined keep trying to hold.
 //!
-//! Accounts are made straight in PostgreSQL (`psql`, `\copy`) and their tokens signed with the
-//! API's `SEATGATE_JWT_SECRET` (exported by scripts/bench.sh): registering 100,000 users through
+//! Accounts are seeded in bulk straight into PostgreSQL ([`crate::accounts`], the code of
+//! `seatgate seed-users`: one argon2 hash for all) and their tokens signed with the API's
+//! `SEATGATE_JWT_SECRET` (exported by scripts/bench.sh): registering 100,000 users through
 //! argon2 would take longer than the sale. Admissions are read from Redis (the `adm` and
 //! `q:joined` keys, with the API's `SEATGATE_REDIS_KEY_PREFIX`): that is where the admitter
 //! writes them, exactly and without polling 100,000 users.
@@ -57,11 +58,9 @@ pub struct QueueArgs {
     /// Upper bound of the sale after opening, in seconds.
     #[arg(long, default_value_t = 600)]
     pub max_secs: u64,
-    /// The API's database (accounts are copied in with psql).
+    /// The API's database (accounts are seeded into it in bulk).
     #[arg(long, env = "SEATGATE_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/seatgate_bench")]
     pub database_url: String,
-    #[arg(long, default_value = "psql")]
-    pub psql_bin: String,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -101,7 +100,6 @@ pub async fn run(args: QueueArgs) -> anyhow::Result<()> {
     if config.auth.jwt_secret_generated {
         bail!("SEATGATE_JWT_SECRET must be the API's (run through scripts/bench.sh, which exports it)");
     }
-    let jwt = seatgate::auth::jwt::JwtKeys::new(&config.auth);
     let redis = seatgate::infra::redis::pool(&config.redis)?;
     let keys = seatgate::infra::redis::Keys::new(config.redis.key_prefix.clone());
     let api = Api::new(api::client(args.concurrency)?, &api_url);
@@ -121,10 +119,10 @@ pub async fn run(args: QueueArgs) -> anyhow::Result<()> {
     )
     .await?;
     eprintln!("queue: making {} accounts in PostgreSQL...", args.users + args.intruders);
-    let ids: Vec<Uuid> = (0..args.users + args.intruders).map(|_| Uuid::now_v7()).collect();
-    crate::onsale_setup::copy_users(&args.psql_bin, &args.database_url, &ids).await?;
-    let tokens: Vec<String> =
-        ids.iter().map(|id| jwt.issue(*id, seatgate::auth::Role::User)).collect::<anyhow::Result<_>>()?;
+    let run_id = Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let accounts = crate::accounts::seed(&args.database_url, &run_id, args.users + args.intruders).await?;
+    let ids = accounts.ids;
+    let tokens: Vec<String> = accounts.users.into_iter().map(|u| u.token).collect();
     let (members, intruders) = tokens.split_at(args.users as usize);
 
     // Join, all before opening.

@@ -4,8 +4,10 @@
 //! duration ends: pick a showtime and 1-3 random seats, hold them; on 201 take `--pay-ms` to
 //! "enter payment details", then check the hold out with a fresh `Idempotency-Key` (`tok_ok`, or
 //! `tok_declined` about one time in ten), retrying a 5xx or a lost answer with the same key and
-//! back-off, as a real client survives a fault; keep the reservation id; pause `--think-ms`. After the duration every recorded reservation is polled until it is final
-//! (`confirmed`, `failed`, `expired`), within `--settle-secs`.
+//! back-off, as a real client survives a fault; keep the reservation id; pause `--think-ms`. After the duration every recorded reservation's event stream is followed until it
+//! is final (`confirmed`, `failed`, `expired`), within `--settle-secs`: the push
+//! ([`crate::push`]); a reservation whose stream fails is polled instead (counted apart, as
+//! `push_fallbacks`).
 //!
 //! What counts as an error: a 5xx, a transport error (connection refused or reset, timeout), or
 //! a status the API never gives for these calls (say 401). A 409 (seat taken, hold already
@@ -89,6 +91,8 @@ const SETUP_BUDGET: Duration = Duration::from_secs(180);
 /// Tries of one set-up step, and the pause between them (a fault may hit the set-up).
 const SETUP_TRIES: u32 = 10;
 const SETUP_PAUSE: Duration = Duration::from_secs(1);
+/// Reservation streams followed at once after the sale.
+const PUSH_CONCURRENCY: usize = 64;
 /// Reservation polls in flight at once, and the pause between two polling rounds.
 const POLL_CONCURRENCY: usize = 16;
 const POLL_PAUSE: Duration = Duration::from_secs(1);
@@ -213,6 +217,11 @@ struct Summary {
     failed: u64,
     expired: u64,
     still_pending: u64,
+    /// Reservation streams followed after the sale, and those that gave no final status (then
+    /// polled), by kind.
+    pushes: u64,
+    push_fallbacks: u64,
+    push_failures: BTreeMap<String, u64>,
     /// Why reservations failed or expired, as the API says.
     failure_reasons: BTreeMap<String, u64>,
     showtime_ids: Vec<Uuid>,
@@ -260,7 +269,16 @@ pub async fn run(args: SaleArgs) -> anyhow::Result<()> {
 
     let settle_started = Instant::now();
     let recorded = std::mem::take(&mut tally.reservations);
-    let polled = poll(&target, recorded, Duration::from_secs(args.settle_secs)).await?;
+    let budget = Duration::from_secs(args.settle_secs);
+    let pushed = follow(&target, recorded, budget).await?;
+    let mut polled = poll(&target, pushed.open, budget.saturating_sub(settle_started.elapsed())).await?;
+    for (status, n) in pushed.statuses {
+        *polled.statuses.entry(status).or_default() += n;
+    }
+    for (reason, n) in pushed.reasons {
+        *polled.reasons.entry(reason).or_default() += n;
+    }
+    tally.add(pushed.tally);
     let settle_secs = settle_started.elapsed().as_secs_f64();
     tally.add(polled.tally);
 
@@ -288,6 +306,9 @@ pub async fn run(args: SaleArgs) -> anyhow::Result<()> {
         failed: count("failed"),
         expired: count("expired"),
         still_pending: polled.pending,
+        pushes: pushed.pushes,
+        push_fallbacks: pushed.failures.values().sum(),
+        push_failures: pushed.failures,
         failure_reasons: polled.reasons,
         showtime_ids: target.showtimes.clone(),
         error_samples: tally.samples,
@@ -618,6 +639,59 @@ fn in_progress(body: &[u8]) -> bool {
         .ok()
         .and_then(|v| v["detail"].as_str().map(|d| d.contains("in progress")))
         .unwrap_or(false)
+}
+
+/// What following the streams found, and the reservations left to poll.
+struct Pushed {
+    tally: Tally,
+    statuses: BTreeMap<String, u64>,
+    reasons: BTreeMap<String, u64>,
+    pushes: u64,
+    failures: BTreeMap<String, u64>,
+    open: Vec<Recorded>,
+}
+
+/// Follows every reservation's event stream until it is final or `budget` has passed; the
+/// reservations whose stream failed are left to [`poll`].
+async fn follow(target: &Target, recorded: Vec<Recorded>, budget: Duration) -> anyhow::Result<Pushed> {
+    let deadline = Instant::now() + budget;
+    let mut pushed = Pushed {
+        tally: Tally::default(),
+        statuses: BTreeMap::new(),
+        reasons: BTreeMap::new(),
+        pushes: 0,
+        failures: BTreeMap::new(),
+        open: Vec::new(),
+    };
+    let limit = Arc::new(tokio::sync::Semaphore::new(PUSH_CONCURRENCY));
+    let mut tasks = JoinSet::new();
+    for r in recorded {
+        let (api, token, limit) = (target.api.clone(), target.users[r.user].token.clone(), limit.clone());
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+            let outcome = crate::push::follow(&api.client, &api.url(""), &token, r.id, left).await;
+            (r, outcome)
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let (r, outcome) = joined.context("a stream task panicked")?;
+        pushed.pushes += 1;
+        pushed.tally.requests += 1;
+        match outcome {
+            Ok(view) => {
+                if let Some(reason) = &view.failure_reason {
+                    *pushed.reasons.entry(format!("{}: {reason}", view.status)).or_default() += 1;
+                }
+                *pushed.statuses.entry(view.status).or_default() += 1;
+            }
+            Err(e) => {
+                *pushed.failures.entry(e.kind()).or_default() += 1;
+                pushed.open.push(r);
+            }
+        }
+    }
+    Ok(pushed)
 }
 
 /// What polling found.

@@ -3,6 +3,7 @@
 //! only (HS256), so `alg: none` and algorithm confusion are refused.
 
 pub mod accounts;
+pub mod bulk;
 pub mod extract;
 pub mod jwt;
 pub mod password;

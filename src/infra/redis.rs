@@ -215,6 +215,26 @@ impl Keys {
         rest.strip_suffix("}:events")?.parse().ok()
     }
 
+    /// The pub/sub channel of one reservation's state changes, under its showtime's hash tag
+    /// (so it stays in the showtime's cluster slot): the ledger publishes on it after each
+    /// commit that settles the reservation; the reservation's event streams listen.
+    pub fn reservation_events(&self, showtime_id: uuid::Uuid, reservation_id: uuid::Uuid) -> String {
+        format!("{}:{{st:{showtime_id}}}:r:{reservation_id}", self.prefix)
+    }
+
+    /// The pub/sub pattern matching the channel of every reservation.
+    pub fn reservation_events_pattern(&self) -> String {
+        format!("{}:{{st:*}}:r:*", self.prefix)
+    }
+
+    /// The reservation whose channel this is, if it is one of this prefix.
+    pub fn reservation_of_events(&self, channel: &str) -> Option<uuid::Uuid> {
+        let rest = channel.strip_prefix(self.prefix.as_str())?.strip_prefix(":{st:")?;
+        let (showtime, reservation) = rest.split_once("}:r:")?;
+        showtime.parse::<uuid::Uuid>().ok()?;
+        reservation.parse().ok()
+    }
+
     /// The pub/sub pattern matching the queue events channel of every showtime.
     pub fn queue_events_pattern(&self) -> String {
         format!("{}:{{st:*}}:q:events", self.prefix)

@@ -59,7 +59,7 @@ pub async fn cancel_booking(state: &AppState, user: AuthUser, id: Uuid) -> Resul
     let ends_at = repo::showtime_ends_at(&mut tx, booking.showtime_id).await?;
     tx.commit().await?;
     tracing::info!(seats = seats.len(), "booking cancelled");
-    outbox::deliver(&state.db, &state.amqp, &staged).await;
+    super::events::deliver(state, &staged).await;
     free_sold_seats(state, booking.showtime_id, &seats, ends_at).await;
     Ok(CancelAccepted { booking_id: id, status: BookingStatus::Cancelled, refund: "pending".into() })
 }
@@ -153,7 +153,7 @@ pub async fn cancel_sales_of_showtime(
 /// cancelled reservations dropped, sold seats freed. A publish that fails is relayed by the
 /// sweeper, so nothing here can lose money.
 pub async fn settle_cancelled_sales(state: &AppState, showtime_id: Uuid, sales: &CancelledSales) {
-    outbox::deliver(&state.db, &state.amqp, &sales.messages).await;
+    super::events::deliver(state, &sales.messages).await;
     if let Ok(mut conn) = state.redis.get().await {
         let keys = state.keys.showtime(showtime_id);
         for r in &sales.pending {

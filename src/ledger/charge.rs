@@ -206,7 +206,7 @@ async fn decline(
     let staged = outbox::stage(&mut tx, &event).await?;
     tx.commit().await?;
     release_hold(ctx, r).await;
-    outbox::deliver(&ctx.state.db, &ctx.state.amqp, &[staged]).await;
+    super::events::deliver(&ctx.state, &[staged]).await;
     Ok(Outcome::Declined)
 }
 
@@ -268,7 +268,7 @@ async fn finalise(
     metrics::histogram!("seatgate_booking_finalisation_seconds").record(latency);
     tracing::info!(booking.id = %booking_id, reservation.id = %r.id, "booking confirmed");
     sell(ctx, r).await?;
-    outbox::deliver(&ctx.state.db, &ctx.state.amqp, &[staged]).await;
+    super::events::deliver(&ctx.state, &[staged]).await;
     Ok(Outcome::Confirmed { booking_id })
 }
 

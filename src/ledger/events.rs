@@ -1,11 +1,57 @@
 //! What the ledger tells the world: booking events and payment tasks, both staged in the outbox
 //! with the state change that causes them, and the ticket codes printed on bookings.
+//!
+//! After the commit, [`deliver`] is the one way they leave: it tells the live streams of each
+//! reservation a booking event reports (a Redis PUBLISH on the reservation's channel, under its
+//! showtime's hash tag; `GET /api/v1/reservations/{id}/events` listens), then hands everything
+//! to the outbox for RabbitMQ.
 
 use rand::Rng;
 use uuid::Uuid;
 
 use super::repo::ReservationRow;
 use crate::messaging::messages::{BookingEvent, BookingEventKind, SCHEMA_VERSION};
+use crate::messaging::outbox::{self, Staged};
+use crate::state::AppState;
+
+/// Delivers messages staged by a committed transaction: the push to the reservations' live
+/// streams and the outbox's publish to RabbitMQ, side by side (the push waits for no publisher
+/// confirm). Never fails: a lost push is caught by the stream's re-read at the reservation's
+/// deadline (or on reconnect), a lost publish by the outbox relay.
+pub async fn deliver(state: &AppState, staged: &[Staged]) {
+    tokio::join!(announce(state, staged), outbox::deliver(&state.db, &state.amqp, staged));
+}
+
+/// PUBLISHes the new status of every reservation a staged booking event reports.
+async fn announce(state: &AppState, staged: &[Staged]) {
+    let channels: Vec<(String, &str)> = staged
+        .iter()
+        .filter_map(|m| {
+            let (showtime_id, reservation_id) = m.reservation?;
+            let kind = m.routing_key.strip_prefix("booking.").unwrap_or(&m.routing_key);
+            Some((state.keys.reservation_events(showtime_id, reservation_id), kind))
+        })
+        .collect();
+    if channels.is_empty() {
+        return;
+    }
+    let mut conn = match state.redis.get().await {
+        Ok(conn) => conn,
+        Err(e) => {
+            metrics::counter!("seatgate_reservation_push_failures_total").increment(channels.len() as u64);
+            tracing::warn!(error = %e, "cannot tell reservation streams; they re-read at the deadline");
+            return;
+        }
+    };
+    let mut pipe = redis::pipe();
+    for (channel, kind) in &channels {
+        pipe.cmd("PUBLISH").arg(channel).arg(*kind).ignore();
+    }
+    if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+        metrics::counter!("seatgate_reservation_push_failures_total").increment(channels.len() as u64);
+        tracing::warn!(error = %e, "cannot tell reservation streams; they re-read at the deadline");
+    }
+}
 
 /// A booking event about `r`, to stage in the outbox with the state change it reports.
 pub fn booking_event(

@@ -17,4 +17,5 @@ pub mod reconcile;
 pub mod refund;
 pub mod repo;
 pub mod routes;
+pub mod stream;
 pub mod ticket;

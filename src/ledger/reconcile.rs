@@ -64,7 +64,7 @@ pub async fn expire_overdue(state: &AppState) -> anyhow::Result<u64> {
             state.seat_status.invalidate(r.showtime_id);
         }
     }
-    outbox::deliver(&state.db, &state.amqp, &staged).await;
+    super::events::deliver(state, &staged).await;
     if !expired.is_empty() {
         metrics::counter!("seatgate_reservations_expired_total").increment(expired.len() as u64);
     }

@@ -85,7 +85,7 @@ pub async fn complete(
     if case == Case::NotBooked {
         release_hold(ctx, r).await;
     }
-    outbox::deliver(&ctx.state.db, &ctx.state.amqp, &[staged]).await;
+    super::events::deliver(&ctx.state, &[staged]).await;
     tracing::warn!(payment.id = %payment_id, money_returned, reason, "payment refunded");
     Ok(if !money_returned {
         Outcome::Skipped("nothing had been charged")

@@ -2,7 +2,10 @@
 //!
 //! A background task PSUBSCRIBEs to `<prefix>:{st:*}:events`, turns each message into an SSE
 //! frame once (with the next id of the process-wide sequence) and sends it to the
-//! `tokio::sync::broadcast` channel of its showtime, if anyone watches that showtime. When the
+//! `tokio::sync::broadcast` channel of its showtime, if anyone watches that showtime. The same
+//! subscription carries the reservations' channels (`<prefix>:{st:*}:r:*`, published by the
+//! ledger after each commit that settles one): a message there becomes [`Update::Changed`] for
+//! the streams of that reservation, if any stream of this process watches it. When the
 //! connection drops (or stops answering PING) the task reconnects with back-off and tells every
 //! stream to resend a snapshot, since changes published meanwhile were lost.
 
@@ -31,6 +34,15 @@ pub enum Update {
     /// The pub/sub connection was (re)established as this generation: changes may have been
     /// missed before it, so streams with an older snapshot must send a new one.
     Resync(u64),
+    /// The watched reservation changed status: read it again.
+    Changed,
+}
+
+/// What a [`Subscription`] listens to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Topic {
+    Showtime(Uuid),
+    Reservation(Uuid),
 }
 
 /// The kinds of seat change the scripts publish.
@@ -89,7 +101,7 @@ struct Inner {
     keys: Keys,
     redis: RedisPool,
     config: LiveConfig,
-    channels: Mutex<HashMap<Uuid, broadcast::Sender<Update>>>,
+    channels: Mutex<HashMap<Topic, broadcast::Sender<Update>>>,
     seq: AtomicU64,
     connections: AtomicUsize,
     started: AtomicBool,
@@ -122,20 +134,20 @@ impl Drop for Permit {
     }
 }
 
-/// A stream's receiver for one showtime; dropping the last one forgets the showtime.
+/// A stream's receiver for one showtime (or reservation); dropping the last one forgets it.
 #[derive(Debug)]
 pub struct Subscription {
     pub rx: broadcast::Receiver<Update>,
     hub: LiveHub,
-    showtime_id: Uuid,
+    topic: Topic,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
         if let Ok(mut channels) = self.hub.inner.channels.lock() {
             // Our receiver still counts until this function returns.
-            if channels.get(&self.showtime_id).is_some_and(|tx| tx.receiver_count() <= 1) {
-                channels.remove(&self.showtime_id);
+            if channels.get(&self.topic).is_some_and(|tx| tx.receiver_count() <= 1) {
+                channels.remove(&self.topic);
             }
         }
     }
@@ -223,18 +235,27 @@ impl LiveHub {
 
     /// Starts receiving the changes of one showtime (and the subscription, on first use).
     pub fn subscribe(&self, showtime_id: Uuid) -> Subscription {
+        self.subscribe_to(Topic::Showtime(showtime_id), self.inner.config.buffer)
+    }
+
+    /// Starts receiving [`Update::Changed`] whenever the ledger settles one reservation.
+    pub fn subscribe_reservation(&self, reservation_id: Uuid) -> Subscription {
+        // A stream re-reads the row on any change, so a few buffered nudges are plenty.
+        self.subscribe_to(Topic::Reservation(reservation_id), 4)
+    }
+
+    fn subscribe_to(&self, topic: Topic, buffer: usize) -> Subscription {
         if !self.inner.started.swap(true, Ordering::SeqCst) {
             self.spawn(listen(self.inner.clone()));
         }
         let rx = match self.inner.channels.lock() {
-            Ok(mut channels) => channels
-                .entry(showtime_id)
-                .or_insert_with(|| broadcast::channel(self.inner.config.buffer).0)
-                .subscribe(),
+            Ok(mut channels) => {
+                channels.entry(topic).or_insert_with(|| broadcast::channel(buffer.max(1)).0).subscribe()
+            }
             // A poisoned map: a receiver that never gets changes; streams still heartbeat.
             Err(_) => broadcast::channel(1).1,
         };
-        Subscription { rx, hub: self.clone(), showtime_id }
+        Subscription { rx, hub: self.clone(), topic }
     }
 
     /// Waits (at most `timeout`) until the subscription is live and returns its generation;
@@ -300,10 +321,10 @@ async fn listen(inner: Arc<Inner>) {
 
 async fn connect(inner: &Inner) -> anyhow::Result<(PubSubSink, PubSubStream)> {
     let timeout = inner.redis.timeout();
-    let pattern = inner.keys.events_pattern();
+    let patterns = [inner.keys.events_pattern(), inner.keys.reservation_events_pattern()];
     let subscribe = async {
         let (mut sink, stream) = inner.redis.client().get_async_pubsub().await?.split();
-        sink.psubscribe(&pattern).await?;
+        sink.psubscribe(&patterns).await?;
         Ok::<_, redis::RedisError>((sink, stream))
     };
     match tokio::time::timeout(timeout, subscribe).await {
@@ -344,10 +365,18 @@ impl Inner {
     }
 
     fn dispatch(&self, msg: &redis::Msg) {
+        if let Some(reservation_id) = self.keys.reservation_of_events(msg.get_channel_name()) {
+            if let Ok(channels) = self.channels.lock()
+                && let Some(tx) = channels.get(&Topic::Reservation(reservation_id))
+            {
+                let _ = tx.send(Update::Changed);
+            }
+            return;
+        }
         let Some(showtime_id) = self.keys.showtime_of_events(msg.get_channel_name()) else { return };
         let Ok(channels) = self.channels.lock() else { return };
         // Nobody here watches this showtime: nothing to frame.
-        let Some(tx) = channels.get(&showtime_id) else { return };
+        let Some(tx) = channels.get(&Topic::Showtime(showtime_id)) else { return };
         let published: Published = match serde_json::from_slice(msg.get_payload_bytes()) {
             Ok(p) => p,
             Err(e) => {
@@ -387,6 +416,19 @@ mod tests {
         assert_eq!(Keys::new("sg2").showtime_of_events(&channel), None);
         assert_eq!(keys.showtime_of_events(&keys.showtime(id).holds), None);
         assert_eq!(keys.showtime_of_events("sg:{st:not-a-uuid}:events"), None);
+    }
+
+    #[test]
+    fn reservation_channels_sit_in_the_showtime_slot_and_name_the_reservation() {
+        let keys = Keys::new("sg");
+        let (showtime, reservation) = (Uuid::now_v7(), Uuid::now_v7());
+        let channel = keys.reservation_events(showtime, reservation);
+        assert!(channel.starts_with(&format!("sg:{{st:{showtime}}}:r:")));
+        assert_eq!(keys.reservation_of_events(&channel), Some(reservation));
+        assert_eq!(keys.showtime_of_events(&channel), None, "not a seat events channel");
+        assert_eq!(keys.reservation_of_events(&keys.showtime(showtime).events), None);
+        assert_eq!(Keys::new("sg2").reservation_of_events(&channel), None);
+        assert_eq!(keys.reservation_of_events(&format!("sg:{{st:{showtime}}}:r:nope")), None);
     }
 
     #[test]

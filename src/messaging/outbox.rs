@@ -31,6 +31,9 @@ pub const RELAY_AFTER: Duration = Duration::from_secs(5);
 pub struct Staged {
     pub message_id: Uuid,
     pub routing_key: String,
+    /// `(showtime_id, reservation_id)` of a booking event: whose live stream to tell once the
+    /// transaction committed.
+    pub reservation: Option<(Uuid, Uuid)>,
     payload: Value,
 }
 
@@ -45,6 +48,10 @@ impl Staged {
 pub trait Message: Serialize {
     fn message_id(&self) -> Uuid;
     fn routing_key(&self) -> String;
+    /// `(showtime_id, reservation_id)` when the message reports a reservation's new status.
+    fn reservation(&self) -> Option<(Uuid, Uuid)> {
+        None
+    }
 }
 
 impl Message for BookingEvent {
@@ -53,6 +60,9 @@ impl Message for BookingEvent {
     }
     fn routing_key(&self) -> String {
         format!("booking.{}", self.kind.as_str())
+    }
+    fn reservation(&self) -> Option<(Uuid, Uuid)> {
+        Some((self.showtime_id, self.reservation_id))
     }
 }
 
@@ -77,7 +87,12 @@ pub const STAGE: &str =
 #[tracing::instrument(skip_all, fields(message.id = %message.message_id()))]
 pub async fn stage(conn: &mut PgConnection, message: &impl Message) -> Result<Staged, sqlx::Error> {
     let payload = serde_json::to_value(message).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let staged = Staged { message_id: message.message_id(), routing_key: message.routing_key(), payload };
+    let staged = Staged {
+        message_id: message.message_id(),
+        routing_key: message.routing_key(),
+        reservation: message.reservation(),
+        payload,
+    };
     sqlx::query(STAGE)
         .bind(staged.message_id)
         .bind(&staged.routing_key)

@@ -13,7 +13,7 @@ fn database_url(name: &str) -> String {
 }
 
 /// Runs `seatgate <args>` against database `name`, with a throw-away Redis prefix.
-fn seatgate(args: &[&str], database: &str) -> Output {
+pub(crate) fn seatgate(args: &[&str], database: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_seatgate"))
         .args(args)
         .env("SEATGATE_DATABASE_URL", database_url(database))

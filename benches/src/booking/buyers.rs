@@ -106,6 +106,8 @@ pub struct ApiPhase {
     pub conflict_rate: f64,
     pub checkouts: u64,
     pub polls_per_booking: f64,
+    /// Reservation streams that gave no final status (the buyer polled instead).
+    pub push_fallbacks: u64,
     #[serde(flatten)]
     pub figures: Figures,
 }
@@ -127,6 +129,7 @@ impl ApiPhase {
             conflict_rate: if attempts == 0 { 0.0 } else { t.conflicts as f64 / attempts as f64 },
             checkouts: t.checkouts,
             polls_per_booking: if t.bookings == 0 { 0.0 } else { t.polls as f64 / t.bookings as f64 },
+            push_fallbacks: t.push_fallbacks,
             figures,
         }
     }

@@ -86,6 +86,9 @@ pub struct BookingArgs {
     /// Longest wait from the checkout's 202 to a final reservation status, in seconds.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub confirm_timeout_secs: u64,
+    /// Poll the reservation after checkout instead of following its event stream (the push).
+    #[arg(long)]
+    pub no_push: bool,
     #[command(flatten)]
     pub pgbench: PgbenchArgs,
 }
@@ -132,9 +135,15 @@ pub struct SelloutArgs {
     /// Seats per row (default 20 x 50 = 1000 seats).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=200))]
     pub seats_per_row: u32,
-    /// Registrations in flight at once during set-up (each hashes a password with argon2).
+    /// Registrations in flight at once with --register-through-api (each hashes a password with
+    /// argon2).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub register_concurrency: u32,
+    /// Register every user through `POST /api/v1/auth/register` (one argon2 hash each on the
+    /// server) instead of seeding them in bulk into `--database-url` (`seatgate seed-users`'
+    /// code, one hash for all, tokens signed with the API's `SEATGATE_JWT_SECRET`).
+    #[arg(long)]
+    pub register_through_api: bool,
     /// The race stops here even if seats are left, in seconds.
     #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub time_limit_secs: u64,
@@ -147,6 +156,9 @@ pub struct SelloutArgs {
     /// Longest wait from the checkout's 202 to a final reservation status, in seconds.
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub confirm_timeout_secs: u64,
+    /// Poll the reservation after checkout instead of following its event stream (the push).
+    #[arg(long)]
+    pub no_push: bool,
     /// Mean wait before reloading a seat map that shows no free seat but some held ones, in
     /// milliseconds (drawn between half and one and a half of it).
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
@@ -206,6 +218,7 @@ pub async fn run_booking(args: BookingArgs) -> anyhow::Result<()> {
             base: api.url(""),
             poll: Duration::from_millis(args.poll_ms),
             confirm_timeout: Duration::from_secs(args.confirm_timeout_secs),
+            push: !args.no_push,
         };
         let showtimes = Arc::new(Showtimes { list, current: AtomicUsize::new(0), keep_free });
         anyhow::Ok(BookingTarget { shop, showtimes, users })
@@ -279,16 +292,21 @@ pub async fn run_sellout(args: SelloutArgs) -> anyhow::Result<()> {
     api.call(Method::GET, &format!("/api/v1/showtimes/{showtime_id}/seats"), None, None, StatusCode::OK)
         .await
         .context("read the seat map")?;
-    eprintln!("registering {} users, {} at a time...", args.users, args.register_concurrency);
     let registering = Instant::now();
-    let users = tokio::time::timeout(
-        Duration::from_secs(1800),
-        register_users(&api, &run_id, args.users, args.register_concurrency),
-    )
-    .await
-    .context("registration took longer than 1800 s")??;
+    let users = if args.register_through_api {
+        eprintln!("registering {} users, {} at a time...", args.users, args.register_concurrency);
+        tokio::time::timeout(
+            Duration::from_secs(1800),
+            register_users(&api, &run_id, args.users, args.register_concurrency),
+        )
+        .await
+        .context("registration took longer than 1800 s")??
+    } else {
+        eprintln!("seeding {} users into --database-url...", args.users);
+        crate::accounts::seed(&args.database_url, &run_id, args.users).await?.users
+    };
     let registration = registering.elapsed();
-    eprintln!("{} users registered in {:.1} s; the sale starts", users.len(), registration.as_secs_f64());
+    eprintln!("{} users ready in {:.1} s; the sale starts", users.len(), registration.as_secs_f64());
 
     let start = Instant::now() + Duration::from_secs(1);
     let race = Arc::new(Race {
@@ -297,6 +315,7 @@ pub async fn run_sellout(args: SelloutArgs) -> anyhow::Result<()> {
             base: api.url(""),
             poll: Duration::from_millis(args.poll_ms),
             confirm_timeout: Duration::from_secs(args.confirm_timeout_secs),
+            push: !args.no_push,
         },
         showtime: showtime_id,
         map_url: api.url(&format!("/api/v1/showtimes/{showtime_id}/seats")),
@@ -376,6 +395,9 @@ pub async fn run_sellout(args: SelloutArgs) -> anyhow::Result<()> {
         checkout_retries: t.checkout_retries,
         seat_maps: t.seat_maps,
         polls: t.polls,
+        pushes: t.pushes,
+        push_fallbacks: t.push_fallbacks,
+        push_failures: std::mem::take(&mut t.push_failures),
         figures,
     };
 

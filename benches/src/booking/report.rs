@@ -17,7 +17,7 @@ use crate::stats::median;
 pub(super) fn api_line(p: &ApiPhase) {
     println!(
         "round {:>2}  api      bookings/s {:>7.1}  seats/s {:>7.1}  confirm p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms  \
-         holds {:>6}  conflicts {:>5} ({:>4.1}%)  polls/booking {:>4.1}  errors {}",
+         holds {:>6}  conflicts {:>5} ({:>4.1}%)  polls/booking {:>4.1}  push fallbacks {}  errors {}",
         p.round,
         p.bookings_per_sec,
         p.seats_per_sec,
@@ -28,6 +28,7 @@ pub(super) fn api_line(p: &ApiPhase) {
         p.conflicts,
         p.conflict_rate * 100.0,
         p.polls_per_booking,
+        p.push_fallbacks,
         p.figures.errors,
     );
 }
@@ -179,7 +180,7 @@ pub(super) fn sellout_summary(args: &SelloutArgs, showtime: Uuid, r: &RaceResult
         r.race_secs
     );
     println!(
-        "users: {}   bookings {} ({} seats)   holds {}  conflicts {} ({:.1}% of hold attempts; {} attempts best-available)   checkouts {} (retried {})   seat maps {}   polls {}",
+        "users: {}   bookings {} ({} seats)   holds {}  conflicts {} ({:.1}% of hold attempts; {} attempts best-available)   checkouts {} (retried {})   seat maps {}   polls {}   streams {} (fell back to polling {}{})",
         r.endings.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
         r.bookings,
         r.confirmed_seats_seen,
@@ -191,6 +192,13 @@ pub(super) fn sellout_summary(args: &SelloutArgs, showtime: Uuid, r: &RaceResult
         r.checkout_retries,
         r.seat_maps,
         r.polls,
+        r.pushes,
+        r.push_fallbacks,
+        if r.push_failures.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", r.push_failures.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "))
+        },
     );
     println!(
         "latency: hold p50 {:.1} / p99 {:.1} ms, checkout p50 {:.1} / p99 {:.1} ms, checkout->confirmed p50 {:.1} / p99 {:.1} / max {:.1} ms",

@@ -206,6 +206,10 @@ pub struct RaceResult {
     pub checkout_retries: u64,
     pub seat_maps: u64,
     pub polls: u64,
+    /// Reservation streams followed after checkout, and those that failed (then polled).
+    pub pushes: u64,
+    pub push_fallbacks: u64,
+    pub push_failures: BTreeMap<String, u64>,
     #[serde(flatten)]
     pub figures: Figures,
 }

@@ -1,5 +1,6 @@
 //! The HTTP of one purchase, as a buyer's browser does it: hold, check out (retrying with the
-//! same `Idempotency-Key`), poll the reservation until it is final.
+//! same `Idempotency-Key`), then follow the reservation's event stream until it is final (the
+//! push, [`crate::push`]); only when the stream fails, poll the reservation (counted apart).
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use uuid::Uuid;
 
 use super::tally::{Tally, micros};
 use crate::api::{self, chain, problem_code as code, transport_kind};
+use crate::push::{self, ReservationView};
 
 /// Attempts of one checkout (the same Idempotency-Key each time) before the user gives up.
 const CHECKOUT_ATTEMPTS: u32 = 5;
@@ -36,13 +38,6 @@ struct HoldCreated {
 #[derive(Deserialize)]
 struct CheckoutAccepted {
     reservation_id: Uuid,
-}
-
-#[derive(Deserialize)]
-struct ReservationView {
-    status: String,
-    #[serde(default)]
-    failure_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -96,6 +91,8 @@ pub(super) struct Shop {
     pub(super) base: String,
     pub(super) poll: Duration,
     pub(super) confirm_timeout: Duration,
+    /// Follow the reservation's event stream after checkout (false: poll only).
+    pub(super) push: bool,
 }
 
 /// What a buyer asks to hold: seats picked from the seat map, or the best `count` seats together
@@ -107,8 +104,9 @@ pub(super) enum Pick<'a> {
 }
 
 impl Shop {
-    /// Hold `seats`, check out with `tok_ok` and a fresh `Idempotency-Key`, then poll the
-    /// reservation until it is final or `confirm_timeout` has passed since the 202.
+    /// Hold the seats of `pick`, check out with `tok_ok` and a fresh `Idempotency-Key`, then follow the
+    /// reservation's stream (or, if it fails, poll the reservation) until it is final or
+    /// `confirm_timeout` has passed since the 202.
     pub(super) async fn purchase(&self, token: &str, showtime: Uuid, pick: Pick<'_>, tally: &mut Tally) -> Attempt {
         let hold_url = format!("{}/api/v1/showtimes/{showtime}/holds", self.base);
         let body = match pick {
@@ -209,6 +207,17 @@ impl Shop {
         tally.checkout_us.push(micros(accepted.duration_since(sent)));
         tally.checkouts += 1;
 
+        if self.push {
+            tally.pushes += 1;
+            match push::follow(&self.client, &self.base, token, reservation_id, self.confirm_timeout).await {
+                Ok(view) => return settled(&view, reservation_id, accepted, &held_seats, tally),
+                Err(e) => {
+                    // Not an error of the sale: the buyer polls instead, as the web page does.
+                    tally.push_fallbacks += 1;
+                    *tally.push_failures.entry(e.kind()).or_default() += 1;
+                }
+            }
+        }
         let poll_url = format!("{}/api/v1/reservations/{reservation_id}", self.base);
         loop {
             let wait = tally.retry_after.take().map_or(self.poll, |asked| asked.max(self.poll));
@@ -243,24 +252,30 @@ impl Shop {
                     continue;
                 }
             };
-            match view.status.as_str() {
-                "payment_pending" => {}
-                "confirmed" => {
-                    tally.confirm_us.push(micros(accepted.elapsed()));
-                    tally.bookings += 1;
-                    tally.seats += held_seats.len() as u64;
-                    return Attempt::Booked;
-                }
-                other => {
-                    tally.error(format!("reservation {other}"), || {
-                        format!(
-                            "reservation {reservation_id} {other}: {}",
-                            view.failure_reason.as_deref().unwrap_or("-")
-                        )
-                    });
-                    return Attempt::NotConfirmed;
-                }
+            if view.is_final() {
+                return settled(&view, reservation_id, accepted, &held_seats, tally);
             }
         }
     }
+}
+
+/// Records a final reservation status (from the stream or a poll).
+fn settled(
+    view: &ReservationView,
+    reservation_id: Uuid,
+    accepted: Instant,
+    seats: &[Uuid],
+    tally: &mut Tally,
+) -> Attempt {
+    if view.status == "confirmed" {
+        tally.confirm_us.push(micros(accepted.elapsed()));
+        tally.bookings += 1;
+        tally.seats += seats.len() as u64;
+        return Attempt::Booked;
+    }
+    let other = &view.status;
+    tally.error(format!("reservation {other}"), || {
+        format!("reservation {reservation_id} {other}: {}", view.failure_reason.as_deref().unwrap_or("-"))
+    });
+    Attempt::NotConfirmed
 }

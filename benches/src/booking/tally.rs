@@ -30,11 +30,17 @@ pub(super) struct Tally {
     pub(super) seats: u64,
     /// `GET /api/v1/reservations/{id}` calls.
     pub(super) polls: u64,
+    /// Reservation event streams followed after a checkout (the push).
+    pub(super) pushes: u64,
+    /// Streams that gave no final status, so the buyer polled instead.
+    pub(super) push_fallbacks: u64,
+    /// Those failures by kind (`push 503`, `push ended while pending`).
+    pub(super) push_failures: BTreeMap<String, u64>,
     /// `GET /api/v1/showtimes/{id}/seats` calls (sellout).
     pub(super) seat_maps: u64,
     pub(super) hold_us: Vec<u64>,
     pub(super) checkout_us: Vec<u64>,
-    /// From the checkout's 202 to the poll answer that said `confirmed`.
+    /// From the checkout's 202 to the stream event (or poll answer) that said `confirmed`.
     pub(super) confirm_us: Vec<u64>,
     pub(super) errors: BTreeMap<String, u64>,
     pub(super) samples: Vec<String>,
@@ -66,6 +72,11 @@ impl Tally {
         self.bookings += other.bookings;
         self.seats += other.seats;
         self.polls += other.polls;
+        self.pushes += other.pushes;
+        self.push_fallbacks += other.push_fallbacks;
+        for (kind, n) in other.push_failures {
+            *self.push_failures.entry(kind).or_default() += n;
+        }
         self.seat_maps += other.seat_maps;
         self.hold_us.extend(other.hold_us);
         self.checkout_us.extend(other.checkout_us);
@@ -96,7 +107,7 @@ pub struct Figures {
     pub hold_p99_ms: f64,
     pub checkout_p50_ms: f64,
     pub checkout_p99_ms: f64,
-    /// From the checkout's 202 to the poll that saw `confirmed`.
+    /// From the checkout's 202 to the stream event (or poll) that saw `confirmed`.
     pub confirm_p50_ms: f64,
     pub confirm_p99_ms: f64,
     pub confirm_max_ms: f64,
