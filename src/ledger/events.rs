@@ -22,8 +22,9 @@ pub async fn deliver(state: &AppState, staged: &[Staged]) {
     tokio::join!(announce(state, staged), outbox::deliver(&state.db, &state.amqp, staged));
 }
 
-/// PUBLISHes the new status of every reservation a staged booking event reports.
-async fn announce(state: &AppState, staged: &[Staged]) {
+/// PUBLISHes the new status of every reservation a staged booking event reports (also for
+/// events the outbox relay delivered late: their commit's own push was lost with a crash).
+pub async fn announce(state: &AppState, staged: &[Staged]) {
     let channels: Vec<(String, &str)> = staged
         .iter()
         .filter_map(|m| {

@@ -38,6 +38,13 @@ pub struct Staged {
 }
 
 impl Staged {
+    /// A message read back from the outbox by the relay; a booking event names its reservation.
+    fn relayed(message_id: Uuid, routing_key: String, payload: Value) -> Self {
+        let id = |field: &str| payload.get(field).and_then(Value::as_str).and_then(|s| s.parse::<Uuid>().ok());
+        let reservation =
+            if routing_key.starts_with("booking.") { id("showtime_id").zip(id("reservation_id")) } else { None };
+        Self { message_id, routing_key, reservation, payload }
+    }
     /// What the message is about, for the metric of failed publishes.
     fn queue(&self) -> &'static str {
         if self.routing_key.starts_with("payment.") { "payments" } else { "notifications" }
@@ -145,9 +152,10 @@ fn not_published(m: &Staged, e: &anyhow::Error) {
         "message not published yet; the sweeper will relay it");
 }
 
-/// Publishes messages older than [`RELAY_AFTER`]; returns how many went out. Safe with several
+/// Publishes messages older than [`RELAY_AFTER`]; returns those that went out (the caller tells
+/// whoever else a booking event concerns, e.g. the reservation's live streams). Safe with several
 /// sweepers: rows are taken with `for update skip locked`.
-pub async fn relay(db: &sqlx::PgPool, amqp: &Amqp) -> anyhow::Result<u64> {
+pub async fn relay(db: &sqlx::PgPool, amqp: &Amqp) -> anyhow::Result<Vec<Staged>> {
     let mut tx = db.begin().await?;
     let rows: Vec<(Uuid, String, Json<Value>)> = sqlx::query_as(
         r#"select message_id, routing_key, payload from outbox
@@ -159,7 +167,7 @@ pub async fn relay(db: &sqlx::PgPool, amqp: &Amqp) -> anyhow::Result<u64> {
     .fetch_all(&mut *tx)
     .await?;
     if rows.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let mut sent = Vec::with_capacity(rows.len());
     let mut failure = None;
@@ -167,7 +175,7 @@ pub async fn relay(db: &sqlx::PgPool, amqp: &Amqp) -> anyhow::Result<u64> {
         Ok(channel) => {
             for (message_id, key, Json(payload)) in rows {
                 match publish_json(&channel, &amqp.names().exchange, &key, message_id, 1, &payload).await {
-                    Ok(()) => sent.push(message_id),
+                    Ok(()) => sent.push(Staged::relayed(message_id, key, payload)),
                     Err(e) => {
                         failure = Some(e);
                         break;
@@ -177,14 +185,15 @@ pub async fn relay(db: &sqlx::PgPool, amqp: &Amqp) -> anyhow::Result<u64> {
         }
         Err(e) => failure = Some(e),
     }
-    sqlx::query("delete from outbox where message_id = any($1)").bind(&sent).execute(&mut *tx).await?;
+    let ids: Vec<Uuid> = sent.iter().map(|m| m.message_id).collect();
+    sqlx::query("delete from outbox where message_id = any($1)").bind(&ids).execute(&mut *tx).await?;
     tx.commit().await?;
     match failure {
         Some(e) if sent.is_empty() => Err(e.context("relay outbox messages")),
         Some(e) => {
             tracing::warn!(error = %format!("{e:#}"), sent = sent.len(), "relayed some outbox messages, then failed");
-            Ok(sent.len() as u64)
+            Ok(sent)
         }
-        None => Ok(sent.len() as u64),
+        None => Ok(sent),
     }
 }

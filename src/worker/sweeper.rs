@@ -67,7 +67,9 @@ pub async fn sweep_with(ctx: &WorkerCtx) -> Sweep {
     pass.payments_settled =
         logged("settling payments", reconcile::settle_payments(ctx, idle).await.map_err(anyhow::Error::from));
     pass.sold_seats_corrected = logged("reconciling sold seats", reconcile::resync_sold(state).await);
-    pass.messages_relayed = logged("relaying the outbox", outbox::relay(&state.db, &state.amqp).await);
+    let relayed = logged("relaying the outbox", outbox::relay(&state.db, &state.amqp).await);
+    crate::ledger::events::announce(state, &relayed).await;
+    pass.messages_relayed = relayed.len() as u64;
     pass.dead_letters = logged("recording dead letters", record_dead_letters(state).await);
     // Stored answers of `Idempotency-Key` requests are kept for a day.
     pass.idempotency_keys_deleted = logged(

@@ -224,3 +224,49 @@ async fn a_change_that_lands_right_after_the_first_read_still_reaches_the_stream
     assert_eq!(events[0].data["status"], "payment_pending");
     assert!(events[1].data["booking_id"].is_string());
 }
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_change_whose_push_was_lost_reaches_the_stream_when_the_sweeper_relays_its_event(db: PgPool) {
+    // Arrange: a stream open on a pending reservation; then a worker's commit confirms it and
+    // the process dies before delivering anything (no push, no publish: the event waits in the
+    // outbox).
+    let app = TestApp::spawn(db.clone()).await;
+    let alice = app.new_user().await;
+    let reservation = checked_out(&app, &alice, "tok_ok").await;
+    let mut res = open(&app, &alice, &reservation).await;
+    let mut buf = String::new();
+    let first = loop {
+        let chunk = tokio::time::timeout(DEADLINE, res.chunk()).await.expect("a frame").expect("reads");
+        buf.push_str(std::str::from_utf8(&chunk.expect("still open")).expect("UTF-8"));
+        if let Some(event) = take_events(&mut buf).into_iter().next() {
+            break event;
+        }
+    };
+    assert_eq!(first.data["status"], "payment_pending");
+    let id: Uuid = reservation.parse().expect("uuid");
+    let mut tx = db.begin().await.expect("tx");
+    sqlx::query("update reservations set status = 'confirmed' where id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .expect("confirmed");
+    let row = seatgate::ledger::repo::find_reservation(&mut tx, id).await.expect("read").expect("exists");
+    let event = seatgate::ledger::events::booking_event(
+        &row,
+        seatgate::messaging::messages::BookingEventKind::Confirmed,
+        None,
+        None,
+        None,
+    );
+    seatgate::messaging::outbox::stage(&mut tx, &event).await.expect("staged");
+    sqlx::query("update outbox set created_at = now() - interval '1 minute'").execute(&mut *tx).await.expect("aged");
+    tx.commit().await.expect("committed");
+    // Act
+    let pass = seatgate::worker::sweeper::sweep_once(&app.state).await;
+    // Assert: the relay told the stream, which re-read the row and ended.
+    assert!(pass.messages_relayed >= 1, "{pass:?}");
+    let mut rest = take_events(&mut buf);
+    rest.extend(read_response_to_end(res).await);
+    let names: Vec<&str> = rest.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["confirmed"], "{rest:?}");
+}
