@@ -67,6 +67,9 @@ pub struct DatabaseConfig {
 pub struct RedisConfig {
     /// `SEATGATE_REDIS_URL`; a `/N` database index is honoured.
     pub url: Secret,
+    /// `SEATGATE_REDIS_CLUSTER_NODES`: comma-separated `redis://host:port` seed nodes of a
+    /// Redis Cluster; set, it selects cluster mode (and `SEATGATE_REDIS_URL` is not used).
+    pub cluster_nodes: Vec<Secret>,
     /// `SEATGATE_REDIS_TIMEOUT_MS`: wait for a connection or a reply at most this long.
     pub timeout: Duration,
     /// `SEATGATE_REDIS_KEY_PREFIX` (default `sg`): first part of every key, so several
@@ -390,6 +393,7 @@ impl Config {
         };
         let redis = RedisConfig {
             url: url_var(env, "SEATGATE_REDIS_URL", DEFAULT_REDIS_URL, &["redis", "rediss", "redis+unix", "unix"])?,
+            cluster_nodes: cluster_nodes(env)?,
             timeout: Duration::from_millis(positive(env, "SEATGATE_REDIS_TIMEOUT_MS", 2000)?),
             key_prefix: key_prefix(env)?,
             max_in_flight: positive(env, "SEATGATE_REDIS_MAX_IN_FLIGHT", 256)?,
@@ -572,6 +576,19 @@ fn url_var(env: &dyn Env, key: &str, default: &str, schemes: &[&str]) -> anyhow:
         Some(s) if schemes.contains(&s) => Ok(Secret::new(url)),
         _ => bail!("invalid value for {key}: expected a URL starting with {}://", schemes.join("://, ")),
     }
+}
+
+fn cluster_nodes(env: &dyn Env) -> anyhow::Result<Vec<Secret>> {
+    let key = "SEATGATE_REDIS_CLUSTER_NODES";
+    let Some(list) = opt(env, key)? else { return Ok(Vec::new()) };
+    let nodes: Vec<&str> = list.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+    for node in &nodes {
+        let ok = ["redis://", "rediss://"].iter().any(|s| node.strip_prefix(s).is_some_and(|rest| !rest.is_empty()));
+        if !ok {
+            bail!("invalid value for {key}: expected comma-separated redis://host:port URLs");
+        }
+    }
+    Ok(nodes.into_iter().map(Secret::new).collect())
 }
 
 fn key_prefix(env: &dyn Env) -> anyhow::Result<String> {

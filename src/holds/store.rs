@@ -11,6 +11,7 @@ use deadpool_redis::redis::{self, Script, Value};
 use uuid::Uuid;
 
 use crate::infra::redis::{Keys, ShowtimeKeys};
+use crate::infra::slots::slot_of;
 
 macro_rules! script {
     ($name:ident, $file:literal) => {
@@ -145,6 +146,13 @@ pub(crate) async fn run(
     keys: &[&str],
     args: &[String],
 ) -> anyhow::Result<Value> {
+    // Every script's keys share one Redis Cluster slot (the showtime's hash tag, or a hold index
+    // in the showtime's slot); a script that broke this would fail with CROSSSLOT on a cluster
+    // only, so the debug builds (every test) check it against one Redis too.
+    debug_assert!(
+        keys.windows(2).all(|w| slot_of(w[0].as_bytes()) == slot_of(w[1].as_bytes())),
+        "script {name} called with keys in several cluster slots: {keys:?}"
+    );
     let mut invocation = script.prepare_invoke();
     for key in keys {
         invocation.key(*key);

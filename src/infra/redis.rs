@@ -8,16 +8,23 @@
 //! Redis stayed saturated with work nobody waited for (a sale measured 0 bookings in 90 s). With
 //! it, what is sent completes in time, and the rest is refused before it costs Redis anything.
 //!
+//! With `SEATGATE_REDIS_CLUSTER_NODES` set, the shared connection is a Redis Cluster connection
+//! (redis-rs' `cluster_async`: slot map, MOVED/ASK redirects, reconnects to a promoted replica)
+//! behind the same admission limit and timeouts; unset, it is one Redis at `SEATGATE_REDIS_URL`.
+//!
 //! Every key starts with the configured prefix (`sg` by default; one per test). Keys of one
 //! showtime share the hash tag `{st:<id>}` so every multi-key script runs on one Redis Cluster
 //! slot.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use deadpool_redis::redis::aio::ConnectionLike;
 use deadpool_redis::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use deadpool_redis::redis::cluster::{ClusterClient, ClusterClientBuilder};
+use deadpool_redis::redis::cluster_async::ClusterConnection;
 use deadpool_redis::redis::{Client, RedisError};
 use deadpool_redis::redis::{Cmd, Pipeline, RedisFuture, Value};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
@@ -34,9 +41,8 @@ pub struct RedisPool {
 }
 
 struct Inner {
-    client: Client,
+    backend: Backend,
     timeout: Duration,
-    connection: OnceCell<ConnectionManager>,
     /// The runtime the connection's driver task runs on: the process' main runtime, not the
     /// per-thread runtime of whichever actix worker first needed Redis.
     runtime: Option<tokio::runtime::Handle>,
@@ -44,15 +50,40 @@ struct Inner {
     queue_timeout: Duration,
 }
 
+/// One Redis, or a Redis Cluster.
+enum Backend {
+    Single {
+        client: Client,
+        connection: OnceCell<ConnectionManager>,
+    },
+    Cluster {
+        client: ClusterClient,
+        connection: OnceCell<ClusterConnection>,
+        /// One client per seed node, for dedicated connections (pub/sub), taken in turn.
+        seeds: Vec<Client>,
+        next_seed: AtomicUsize,
+    },
+}
+
+/// The shared connection of either kind.
+#[derive(Clone)]
+enum Link {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
 /// A handle on the shared connection, holding one of the process' in-flight slots until dropped.
 pub struct Conn {
-    connection: ConnectionManager,
+    connection: Link,
     _slot: OwnedSemaphorePermit,
 }
 
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        self.connection.req_packed_command(cmd)
+        match &mut self.connection {
+            Link::Single(c) => c.req_packed_command(cmd),
+            Link::Cluster(c) => c.req_packed_command(cmd),
+        }
     }
 
     fn req_packed_commands<'a>(
@@ -61,11 +92,24 @@ impl ConnectionLike for Conn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        self.connection.req_packed_commands(cmd, offset, count)
+        match &mut self.connection {
+            Link::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Link::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
     }
 
     fn get_db(&self) -> i64 {
-        self.connection.get_db()
+        match &self.connection {
+            Link::Single(c) => c.get_db(),
+            Link::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Conn {
+    /// Whether this is a Redis Cluster connection.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.connection, Link::Cluster(_))
     }
 }
 
@@ -73,6 +117,27 @@ impl ConnectionLike for Conn {
 #[derive(Debug, thiserror::Error)]
 #[error("redis is unavailable: {0}")]
 pub struct RedisUnavailable(String);
+
+/// Whether a Redis error means "not now" rather than "wrong": unreachable, timed out, or (on a
+/// cluster) a slot that is moving or whose master is down or being replaced (MOVED/ASK past the
+/// redirects the client follows itself, TRYAGAIN, CLUSTERDOWN, MASTERDOWN, LOADING, READONLY
+/// from a demoted master, no connection to the slot's node). Callers answer it 503 with
+/// `Retry-After`.
+pub fn is_unavailable(e: &RedisError) -> bool {
+    use deadpool_redis::redis::{ErrorKind, ServerErrorKind};
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_cluster_error()
+        || matches!(
+            e.kind(),
+            ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(
+                    ServerErrorKind::MasterDown | ServerErrorKind::BusyLoading | ServerErrorKind::ReadOnly
+                )
+        )
+}
 
 impl std::fmt::Debug for RedisPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -95,31 +160,64 @@ impl RedisPool {
                 )));
             }
         };
-        let connection = inner
-            .connection
-            .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_response_timeout(Some(inner.timeout))
-                    .set_connection_timeout(Some(inner.timeout))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_secs(1));
-                let client = inner.client.clone();
-                let connect = async move { ConnectionManager::new_with_config(client, config).await };
-                let result = match &inner.runtime {
-                    Some(runtime) => runtime.spawn(connect).await.map_err(|e| RedisUnavailable(e.to_string()))?,
-                    None => connect.await,
-                };
-                result.map_err(|e: RedisError| RedisUnavailable(e.to_string()))
-            })
-            .await?;
-        Ok(Conn { connection: connection.clone(), _slot: slot })
+        let connection = match &inner.backend {
+            Backend::Single { client, connection } => {
+                let manager = connection
+                    .get_or_try_init(|| async {
+                        let config = ConnectionManagerConfig::new()
+                            .set_response_timeout(Some(inner.timeout))
+                            .set_connection_timeout(Some(inner.timeout))
+                            .set_number_of_retries(1)
+                            .set_max_delay(Duration::from_secs(1));
+                        let client = client.clone();
+                        inner.open(async move { ConnectionManager::new_with_config(client, config).await }).await
+                    })
+                    .await?;
+                Link::Single(manager.clone())
+            }
+            Backend::Cluster { client, connection, .. } => {
+                let cluster = connection
+                    .get_or_try_init(|| async {
+                        let client = client.clone();
+                        inner.open(async move { client.get_async_connection().await }).await
+                    })
+                    .await?;
+                Link::Cluster(cluster.clone())
+            }
+        };
+        Ok(Conn { connection, _slot: slot })
+    }
+
+    /// Whether this process talks to a Redis Cluster (`SEATGATE_REDIS_CLUSTER_NODES`).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner.backend, Backend::Cluster { .. })
+    }
+}
+
+impl Inner {
+    /// Opens a connection on the process' runtime (so its driver task outlives the caller's).
+    async fn open<C, F>(&self, connect: F) -> Result<C, RedisUnavailable>
+    where
+        C: Send + 'static,
+        F: std::future::Future<Output = Result<C, RedisError>> + Send + 'static,
+    {
+        let result = match &self.runtime {
+            Some(runtime) => runtime.spawn(connect).await.map_err(|e| RedisUnavailable(e.to_string()))?,
+            None => connect.await,
+        };
+        result.map_err(|e| RedisUnavailable(e.to_string()))
     }
 }
 
 impl RedisPool {
-    /// The client the shared connection was opened from, for dedicated connections (pub/sub).
+    /// A client for a dedicated connection (pub/sub): the one Redis, or on a cluster the next
+    /// seed node in turn (a PUBLISH reaches every node of a cluster, so any node will do, and a
+    /// reconnect after a node is lost tries the next one).
     pub fn client(&self) -> &Client {
-        &self.inner.client
+        match &self.inner.backend {
+            Backend::Single { client, .. } => client,
+            Backend::Cluster { seeds, next_seed, .. } => &seeds[next_seed.fetch_add(1, Ordering::Relaxed) % seeds.len()],
+        }
     }
 
     /// The configured connect and reply timeout.
@@ -135,12 +233,32 @@ impl RedisPool {
 
 /// Builds the (lazy) connection; fails only for an invalid URL.
 pub fn pool(config: &RedisConfig) -> anyhow::Result<RedisPool> {
-    let client = Client::open(config.url.expose()).context("invalid SEATGATE_REDIS_URL")?;
+    let backend = if config.cluster_nodes.is_empty() {
+        let client = Client::open(config.url.expose()).context("invalid SEATGATE_REDIS_URL")?;
+        Backend::Single { client, connection: OnceCell::new() }
+    } else {
+        let nodes: Vec<&str> = config.cluster_nodes.iter().map(|n| n.expose()).collect();
+        let seeds = nodes
+            .iter()
+            .map(|n| Client::open(*n))
+            .collect::<Result<Vec<_>, _>>()
+            .context("invalid SEATGATE_REDIS_CLUSTER_NODES")?;
+        // Each attempt waits a reply timeout at most, the whole request (redirects and retries
+        // after a failover included) twice that: what is not answered by then is a 503.
+        let client = ClusterClientBuilder::new(nodes)
+            .connection_timeout(config.timeout)
+            .response_timeout(config.timeout)
+            .overall_response_timeout(Some(config.timeout * 2))
+            .retries(3)
+            .max_retry_wait(500)
+            .build()
+            .context("invalid SEATGATE_REDIS_CLUSTER_NODES")?;
+        Backend::Cluster { client, connection: OnceCell::new(), seeds, next_seed: AtomicUsize::new(0) }
+    };
     Ok(RedisPool {
         inner: Arc::new(Inner {
-            client,
+            backend,
             timeout: config.timeout,
-            connection: OnceCell::new(),
             runtime: tokio::runtime::Handle::try_current().ok(),
             slots: Arc::new(Semaphore::new(config.max_in_flight as usize)),
             queue_timeout: config.queue_timeout,
