@@ -216,7 +216,9 @@ impl RedisPool {
     pub fn client(&self) -> &Client {
         match &self.inner.backend {
             Backend::Single { client, .. } => client,
-            Backend::Cluster { seeds, next_seed, .. } => &seeds[next_seed.fetch_add(1, Ordering::Relaxed) % seeds.len()],
+            Backend::Cluster { seeds, next_seed, .. } => {
+                &seeds[next_seed.fetch_add(1, Ordering::Relaxed) % seeds.len()]
+            }
         }
     }
 
