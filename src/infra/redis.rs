@@ -57,7 +57,8 @@ enum Backend {
         connection: OnceCell<ConnectionManager>,
     },
     Cluster {
-        client: ClusterClient,
+        /// Boxed: it is several times the size of the single-Redis variant.
+        client: Box<ClusterClient>,
         connection: OnceCell<ClusterConnection>,
         /// One client per seed node, for dedicated connections (pub/sub), taken in turn.
         seeds: Vec<Client>,
@@ -255,7 +256,12 @@ pub fn pool(config: &RedisConfig) -> anyhow::Result<RedisPool> {
             .max_retry_wait(500)
             .build()
             .context("invalid SEATGATE_REDIS_CLUSTER_NODES")?;
-        Backend::Cluster { client, connection: OnceCell::new(), seeds, next_seed: AtomicUsize::new(0) }
+        Backend::Cluster {
+            client: Box::new(client),
+            connection: OnceCell::new(),
+            seeds,
+            next_seed: AtomicUsize::new(0),
+        }
     };
     Ok(RedisPool {
         inner: Arc::new(Inner {
@@ -394,4 +400,45 @@ pub struct QueueKeys {
     pub fence: String,
     /// Pub/sub channel of queue progress (not a key).
     pub events: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use deadpool_redis::redis::{ErrorKind, RedisError, ServerErrorKind};
+
+    use super::*;
+
+    #[test]
+    fn a_moving_or_masterless_slot_is_unavailable_and_a_script_error_is_not() {
+        for kind in [
+            ServerErrorKind::Moved,
+            ServerErrorKind::Ask,
+            ServerErrorKind::TryAgain,
+            ServerErrorKind::ClusterDown,
+            ServerErrorKind::MasterDown,
+            ServerErrorKind::BusyLoading,
+            ServerErrorKind::ReadOnly,
+        ] {
+            let e = RedisError::from((ErrorKind::Server(kind), "from the cluster"));
+            assert!(is_unavailable(&e), "{kind:?} is a 503");
+        }
+        let no_node = RedisError::from((ErrorKind::ClusterConnectionNotFound, "no node for the slot"));
+        assert!(is_unavailable(&no_node));
+        for kind in [ServerErrorKind::ResponseError, ServerErrorKind::CrossSlot] {
+            let e = RedisError::from((ErrorKind::Server(kind), "a bug"));
+            assert!(!is_unavailable(&e), "{kind:?} is a 500");
+        }
+    }
+
+    #[tokio::test]
+    async fn cluster_mode_opens_lazily_and_an_unreachable_cluster_is_unavailable() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let mut config = crate::config::Config::from_source(&[]).expect("defaults").redis;
+        config.cluster_nodes = vec![crate::config::Secret::new(format!("redis://127.0.0.1:{closed}"))];
+        config.timeout = Duration::from_millis(200);
+        let pool = pool(&config).expect("built without connecting");
+        assert!(pool.is_cluster());
+        let refused = pool.get().await.err().expect("no cluster to reach");
+        assert!(refused.to_string().contains("unavailable"), "{refused}");
+    }
 }
