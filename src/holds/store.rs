@@ -13,17 +13,35 @@ use uuid::Uuid;
 use crate::infra::redis::{Keys, ShowtimeKeys};
 use crate::infra::slots::slot_of;
 
+/// One script in the two forms it runs in: seat changes PUBLISHed (one Redis: the live seat
+/// map's pattern subscription hears every showtime), or SPUBLISHed (a Redis Cluster: sharded
+/// pub/sub, the showtime's events stay on the shard of its slot). The form is the first line,
+/// `local SEAT_PUBLISH = ...`, read by `publish` in `lua/_prelude.lua`.
+pub(crate) struct Lua {
+    plain: Script,
+    sharded: Script,
+}
+
+impl Lua {
+    pub(crate) fn new(body: &str) -> Self {
+        Self {
+            plain: Script::new(&format!("local SEAT_PUBLISH = 'PUBLISH'\n{body}")),
+            sharded: Script::new(&format!("local SEAT_PUBLISH = 'SPUBLISH'\n{body}")),
+        }
+    }
+}
+
 macro_rules! script {
     ($name:ident, $file:literal) => {
-        static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(concat!(include_str!("../../lua/_prelude.lua"), include_str!(concat!("../../lua/", $file))))
+        static $name: LazyLock<Lua> = LazyLock::new(|| {
+            Lua::new(concat!(include_str!("../../lua/_prelude.lua"), include_str!(concat!("../../lua/", $file))))
         });
     };
 }
 
 /// hold.lua runs the on-sale admission gate first (`lua/_admission.lua`, invariant 9).
-static HOLD: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
+static HOLD: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(concat!(
         include_str!("../../lua/_prelude.lua"),
         include_str!("../../lua/_admission.lua"),
         include_str!("../../lua/hold.lua")
@@ -39,8 +57,8 @@ script!(SEATMAP, "seatmap.lua");
 script!(REOPEN, "reopen.lua");
 script!(RESYNC_SOLD, "resync_sold.lua");
 /// best.lua runs the same admission gate as hold.lua.
-static BEST: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
+static BEST: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(concat!(
         include_str!("../../lua/_prelude.lua"),
         include_str!("../../lua/_admission.lua"),
         include_str!("../../lua/best.lua")
@@ -141,7 +159,7 @@ const INDEX_GRACE: Duration = Duration::from_secs(60);
 
 pub(crate) async fn run(
     name: &'static str,
-    script: &Script,
+    lua: &Lua,
     conn: &mut Conn,
     keys: &[&str],
     args: &[String],
@@ -153,6 +171,7 @@ pub(crate) async fn run(
         keys.windows(2).all(|w| slot_of(w[0].as_bytes()) == slot_of(w[1].as_bytes())),
         "script {name} called with keys in several cluster slots: {keys:?}"
     );
+    let script = if conn.is_cluster() { &lua.sharded } else { &lua.plain };
     let mut invocation = script.prepare_invoke();
     for key in keys {
         invocation.key(*key);

@@ -62,6 +62,8 @@ enum Backend {
         connection: OnceCell<ClusterConnection>,
         /// One client per seed node, for dedicated connections (pub/sub), taken in turn.
         seeds: Vec<Client>,
+        /// The seed nodes' URLs, for the sharded pub/sub connection.
+        nodes: Vec<String>,
         next_seed: AtomicUsize,
     },
 }
@@ -223,6 +225,28 @@ impl RedisPool {
         }
     }
 
+    /// On a Redis Cluster, a dedicated RESP3 cluster connection for sharded pub/sub
+    /// (SSUBSCRIBE goes to the node of each channel's slot, and redis-rs subscribes again after
+    /// a node is replaced); its pushes (messages, disconnections) go to `pushes`. `None` on one
+    /// Redis, where a pattern subscription on [`RedisPool::client`] hears every showtime.
+    pub async fn sharded_subscriber(
+        &self,
+        pushes: tokio::sync::mpsc::UnboundedSender<deadpool_redis::redis::PushInfo>,
+    ) -> Option<Result<ClusterConnection, RedisUnavailable>> {
+        let Backend::Cluster { nodes, .. } = &self.inner.backend else { return None };
+        let client = ClusterClientBuilder::new(nodes.clone())
+            .use_protocol(deadpool_redis::redis::ProtocolVersion::RESP3)
+            .push_sender(pushes)
+            .connection_timeout(self.inner.timeout)
+            .response_timeout(self.inner.timeout)
+            .build();
+        let client = match client {
+            Ok(client) => client,
+            Err(e) => return Some(Err(RedisUnavailable(e.to_string()))),
+        };
+        Some(self.inner.open(async move { client.get_async_connection().await }).await)
+    }
+
     /// The configured connect and reply timeout.
     pub fn timeout(&self) -> Duration {
         self.inner.timeout
@@ -248,7 +272,7 @@ pub fn pool(config: &RedisConfig) -> anyhow::Result<RedisPool> {
             .context("invalid SEATGATE_REDIS_CLUSTER_NODES")?;
         // Each attempt waits a reply timeout at most, the whole request (redirects and retries
         // after a failover included) twice that: what is not answered by then is a 503.
-        let client = ClusterClientBuilder::new(nodes)
+        let client = ClusterClientBuilder::new(nodes.clone())
             .connection_timeout(config.timeout)
             .response_timeout(config.timeout)
             .overall_response_timeout(Some(config.timeout * 2))
@@ -256,8 +280,10 @@ pub fn pool(config: &RedisConfig) -> anyhow::Result<RedisPool> {
             .max_retry_wait(500)
             .build()
             .context("invalid SEATGATE_REDIS_CLUSTER_NODES")?;
+        let nodes = nodes.into_iter().map(str::to_owned).collect();
         Backend::Cluster {
             client: Box::new(client),
+            nodes,
             connection: OnceCell::new(),
             seeds,
             next_seed: AtomicUsize::new(0),
