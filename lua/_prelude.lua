@@ -28,9 +28,12 @@ local function parse_owner(v)
   return string.sub(v, 1, sep - 1), tonumber(string.sub(v, sep + 1))
 end
 
+-- SEAT_PUBLISH is 'PUBLISH' on one Redis and 'SPUBLISH' on a Redis Cluster (sharded pub/sub:
+-- the channel carries the showtime's hash tag, so it stays on the script's shard); the Rust side
+-- (holds::store::Lua) puts its definition on the first line of each script.
 local function publish(channel, kind, seats, hold_id, now)
   if #seats > 0 then
-    redis.call('PUBLISH', channel, cjson.encode({type = kind, seat_ids = seats, hold_id = hold_id, at = now}))
+    redis.call(SEAT_PUBLISH, channel, cjson.encode({type = kind, seat_ids = seats, hold_id = hold_id, at = now}))
   end
 end
 

@@ -5,8 +5,18 @@
 # Ctrl-C stops everything (gracefully: the lb drains, the APIs report not-ready first); a
 # process that exits by itself is named, and the others are stopped. Logs: target/up/*.log.
 #   SEATGATE_UP_INSTANCES=3 scripts/up.sh     more API instances
+#   scripts/up.sh --cluster                   the same on a local Redis Cluster (3 masters,
+#                                             3 replicas, scripts/redis-cluster.sh), stopped
+#                                             with the rest
 set -euo pipefail
 cd "$(dirname "$0")/.."
+cluster=""
+for arg in "$@"; do
+  case "$arg" in
+    --cluster) cluster=1 ;;
+    *) echo "usage: $0 [--cluster]" >&2; exit 2 ;;
+  esac
+done
 scripts/ensure-services.sh
 
 echo "building release binaries (the first build takes several minutes)..."
@@ -31,6 +41,12 @@ lb_admin="${SEATGATE_LB_ADMIN_LISTEN:-127.0.0.1:9090}"
 workers_metrics="${SEATGATE_WORKERS_METRICS_LISTEN:-127.0.0.1:9100}"
 bin=target/release
 mkdir -p target/up
+cluster_dir=target/up/redis-cluster
+if [ -n "$cluster" ]; then
+  scripts/redis-cluster.sh down "$cluster_dir" # what an interrupted run left
+  SEATGATE_REDIS_CLUSTER_NODES="$(scripts/redis-cluster.sh up "$cluster_dir" | sed -n 's/^SEATGATE_REDIS_CLUSTER_NODES=//p')"
+  export SEATGATE_REDIS_CLUSTER_NODES
+fi
 
 $bin/seatgate migrate
 $bin/seatgate seed-demo
@@ -45,6 +61,7 @@ stop_all() {
   stopping=1
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [ -n "$cluster" ]; then scripts/redis-cluster.sh down "$cluster_dir"; fi
 }
 on_request() {
   trap - INT TERM
@@ -101,6 +118,7 @@ cat <<MSG
     metrics      API http://${lb_listen}/metrics   workers http://${workers_metrics}/metrics   lb http://${lb_admin}/metrics
   demo user      demo@seatgate.local / demo-password
   admin          ${SEATGATE_ADMIN_EMAIL} / ${SEATGATE_ADMIN_PASSWORD}
+  redis          ${SEATGATE_REDIS_CLUSTER_NODES:+cluster }${SEATGATE_REDIS_CLUSTER_NODES:-${SEATGATE_REDIS_URL:-redis://127.0.0.1:6379}}
   logs           target/up/
   Ctrl-C stops everything.
 

@@ -358,7 +358,13 @@ impl RawTarget {
     /// A pool like the API's (same size and timeouts, from the same config defaults), a unique
     /// key prefix, a random showtime id and random seat ids.
     fn new(redis_url: &str, seats: usize) -> anyhow::Result<Self> {
-        let mut config = Config::from_source(&[("SEATGATE_REDIS_URL", redis_url)]).context("--redis-url")?;
+        // In cluster mode when the environment says so, like every seatgate process.
+        let cluster = std::env::var("SEATGATE_REDIS_CLUSTER_NODES").unwrap_or_default();
+        let mut config = Config::from_source(&[
+            ("SEATGATE_REDIS_URL", redis_url),
+            ("SEATGATE_REDIS_CLUSTER_NODES", cluster.as_str()),
+        ])
+        .context("--redis-url or SEATGATE_REDIS_CLUSTER_NODES")?;
         config.redis.key_prefix = format!("bench{}", Uuid::new_v4().simple());
         let pool = seatgate::infra::redis::pool(&config.redis)?;
         let names = Keys::new(config.redis.key_prefix.clone());

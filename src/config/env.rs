@@ -129,3 +129,17 @@ pub(super) fn random_secret() -> String {
     let bytes: [u8; 32] = rand::rng().random();
     hex::encode(bytes)
 }
+
+/// `SEATGATE_REDIS_CLUSTER_NODES`: seed nodes of a Redis Cluster (empty: one Redis).
+pub(super) fn cluster_nodes(env: &dyn Env) -> anyhow::Result<Vec<Secret>> {
+    let key = "SEATGATE_REDIS_CLUSTER_NODES";
+    let Some(list) = opt(env, key)? else { return Ok(Vec::new()) };
+    let nodes: Vec<&str> = list.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+    for node in &nodes {
+        let ok = ["redis://", "rediss://"].iter().any(|s| node.strip_prefix(s).is_some_and(|rest| !rest.is_empty()));
+        if !ok {
+            bail!("invalid value for {key}: expected comma-separated redis://host:port URLs");
+        }
+    }
+    Ok(nodes.into_iter().map(Secret::new).collect())
+}

@@ -16,7 +16,7 @@ mod env;
 mod tickets;
 
 pub use env::{Env, ProcessEnv, Secret};
-use env::{flag, key_prefix, listen_or_off, opt, positive, random_secret, url_var, var_or};
+use env::{cluster_nodes, flag, key_prefix, listen_or_off, opt, positive, random_secret, url_var, var_or};
 use tickets::ticket_config;
 pub use tickets::{SecretKey, TicketConfig, decode_key32, valid_key_id};
 
@@ -74,6 +74,9 @@ pub struct DatabaseConfig {
 pub struct RedisConfig {
     /// `SEATGATE_REDIS_URL`; a `/N` database index is honoured.
     pub url: Secret,
+    /// `SEATGATE_REDIS_CLUSTER_NODES`: comma-separated `redis://host:port` seed nodes of a
+    /// Redis Cluster; set, it selects cluster mode (and `SEATGATE_REDIS_URL` is not used).
+    pub cluster_nodes: Vec<Secret>,
     /// `SEATGATE_REDIS_TIMEOUT_MS`: wait for a connection or a reply at most this long.
     pub timeout: Duration,
     /// `SEATGATE_REDIS_KEY_PREFIX` (default `sg`): first part of every key, so several
@@ -268,6 +271,7 @@ impl Config {
         };
         let redis = RedisConfig {
             url: url_var(env, "SEATGATE_REDIS_URL", DEFAULT_REDIS_URL, &["redis", "rediss", "redis+unix", "unix"])?,
+            cluster_nodes: cluster_nodes(env)?,
             timeout: Duration::from_millis(positive(env, "SEATGATE_REDIS_TIMEOUT_MS", 2000)?),
             key_prefix: key_prefix(env)?,
             max_in_flight: positive(env, "SEATGATE_REDIS_MAX_IN_FLIGHT", 256)?,

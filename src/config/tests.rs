@@ -116,3 +116,17 @@ fn secrets_do_not_show_in_debug_output() {
     let config = Config::from_source(&[("SEATGATE_JWT_SECRET", "0123456789abcdef0123456789abcdef-x")]).expect("valid");
     assert!(!format!("{config:?}").contains("0123456789abcdef"));
 }
+
+#[test]
+fn cluster_nodes_select_cluster_mode_and_a_bad_node_names_the_variable() {
+    let single = Config::from_source(&[]).expect("defaults are valid");
+    assert!(single.redis.cluster_nodes.is_empty());
+    let nodes = "redis://127.0.0.1:7000, redis://127.0.0.1:7001,,rediss://10.0.0.3:7002";
+    let cluster = Config::from_source(&[("SEATGATE_REDIS_CLUSTER_NODES", nodes)]).expect("valid");
+    let seeds: Vec<&str> = cluster.redis.cluster_nodes.iter().map(Secret::expose).collect();
+    assert_eq!(seeds, ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001", "rediss://10.0.0.3:7002"]);
+    for bad in ["127.0.0.1:7000", "redis://127.0.0.1:7000,http://x", "redis://"] {
+        let err = Config::from_source(&[("SEATGATE_REDIS_CLUSTER_NODES", bad)]).expect_err("refused");
+        assert!(format!("{err:#}").contains("SEATGATE_REDIS_CLUSTER_NODES"), "{bad}: {err:#}");
+    }
+}

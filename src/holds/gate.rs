@@ -101,20 +101,28 @@ pub async fn mirror(
         fields.push(("window_ms", q.window.as_millis().to_string()));
         fields.push(("status", if q.paused { "paused" } else { "running" }.to_owned()));
     }
-    let mut pipe = redis::pipe();
-    pipe.atomic()
+    // The mirror lives in the showtime's slot, the index is one global set (on a cluster, on
+    // another node): two round trips, never one transaction across slots. The mirror is written
+    // first, so the admitter never finds an indexed showtime without its queue settings; if the
+    // second step is lost, the admitter relearns the index from PostgreSQL (`onsale::admitter`).
+    let _: () = redis::pipe()
+        .atomic()
         .del(&k.sale)
         .ignore()
         .hset_multiple(&k.sale, &fields)
         .ignore()
         .pexpire(&k.sale, SALE_TTL.as_millis() as i64)
-        .ignore();
-    if sale.queue.is_some() {
-        pipe.sadd(queued_index, showtime_id.to_string()).ignore();
-    } else {
-        pipe.srem(queued_index, showtime_id.to_string()).ignore();
-    }
-    let _: () = pipe.query_async(conn).await.context("write the sale mirror")?;
+        .ignore()
+        .query_async(conn)
+        .await
+        .context("write the sale mirror")?;
+    let index = if sale.queue.is_some() { "SADD" } else { "SREM" };
+    let _: () = redis::cmd(index)
+        .arg(queued_index)
+        .arg(showtime_id.to_string())
+        .query_async(conn)
+        .await
+        .context("update the index of queued showtimes")?;
     Ok(())
 }
 

@@ -77,12 +77,12 @@ pub struct SeatMap {
     pub seats: Vec<MapSeat>,
 }
 
-/// A Redis failure: unreachable is 503, anything else 500.
+/// A Redis failure: unreachable (or, on a cluster, a slot moving or without a master) is 503,
+/// anything else 500.
 pub fn redis_error(e: anyhow::Error) -> ApiError {
     let unreachable = e.chain().any(|cause| {
-        cause.downcast_ref::<redis::RedisError>().is_some_and(|r| {
-            r.is_io_error() || r.is_timeout() || r.is_connection_dropped() || r.is_connection_refusal()
-        }) || cause.downcast_ref::<crate::infra::redis::RedisUnavailable>().is_some()
+        cause.downcast_ref::<redis::RedisError>().is_some_and(crate::infra::redis::is_unavailable)
+            || cause.downcast_ref::<crate::infra::redis::RedisUnavailable>().is_some()
     });
     if unreachable { ApiError::Unavailable(e) } else { ApiError::Internal(e) }
 }

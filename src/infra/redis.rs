@@ -8,16 +8,23 @@
 //! Redis stayed saturated with work nobody waited for (a sale measured 0 bookings in 90 s). With
 //! it, what is sent completes in time, and the rest is refused before it costs Redis anything.
 //!
+//! With `SEATGATE_REDIS_CLUSTER_NODES` set, the shared connection is a Redis Cluster connection
+//! (redis-rs' `cluster_async`: slot map, MOVED/ASK redirects, reconnects to a promoted replica)
+//! behind the same admission limit and timeouts; unset, it is one Redis at `SEATGATE_REDIS_URL`.
+//!
 //! Every key starts with the configured prefix (`sg` by default; one per test). Keys of one
 //! showtime share the hash tag `{st:<id>}` so every multi-key script runs on one Redis Cluster
 //! slot.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use deadpool_redis::redis::aio::ConnectionLike;
 use deadpool_redis::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use deadpool_redis::redis::cluster::{ClusterClient, ClusterClientBuilder};
+use deadpool_redis::redis::cluster_async::ClusterConnection;
 use deadpool_redis::redis::{Client, RedisError};
 use deadpool_redis::redis::{Cmd, Pipeline, RedisFuture, Value};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
@@ -34,9 +41,8 @@ pub struct RedisPool {
 }
 
 struct Inner {
-    client: Client,
+    backend: Backend,
     timeout: Duration,
-    connection: OnceCell<ConnectionManager>,
     /// The runtime the connection's driver task runs on: the process' main runtime, not the
     /// per-thread runtime of whichever actix worker first needed Redis.
     runtime: Option<tokio::runtime::Handle>,
@@ -44,15 +50,43 @@ struct Inner {
     queue_timeout: Duration,
 }
 
+/// One Redis, or a Redis Cluster.
+enum Backend {
+    Single {
+        client: Client,
+        connection: OnceCell<ConnectionManager>,
+    },
+    Cluster {
+        /// Boxed: it is several times the size of the single-Redis variant.
+        client: Box<ClusterClient>,
+        connection: OnceCell<ClusterConnection>,
+        /// One client per seed node, for dedicated connections (pub/sub), taken in turn.
+        seeds: Vec<Client>,
+        /// The seed nodes' URLs, for the sharded pub/sub connection.
+        nodes: Vec<String>,
+        next_seed: AtomicUsize,
+    },
+}
+
+/// The shared connection of either kind.
+#[derive(Clone)]
+enum Link {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
 /// A handle on the shared connection, holding one of the process' in-flight slots until dropped.
 pub struct Conn {
-    connection: ConnectionManager,
+    connection: Link,
     _slot: OwnedSemaphorePermit,
 }
 
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        self.connection.req_packed_command(cmd)
+        match &mut self.connection {
+            Link::Single(c) => c.req_packed_command(cmd),
+            Link::Cluster(c) => c.req_packed_command(cmd),
+        }
     }
 
     fn req_packed_commands<'a>(
@@ -61,11 +95,24 @@ impl ConnectionLike for Conn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        self.connection.req_packed_commands(cmd, offset, count)
+        match &mut self.connection {
+            Link::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Link::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
     }
 
     fn get_db(&self) -> i64 {
-        self.connection.get_db()
+        match &self.connection {
+            Link::Single(c) => c.get_db(),
+            Link::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Conn {
+    /// Whether this is a Redis Cluster connection.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.connection, Link::Cluster(_))
     }
 }
 
@@ -73,6 +120,27 @@ impl ConnectionLike for Conn {
 #[derive(Debug, thiserror::Error)]
 #[error("redis is unavailable: {0}")]
 pub struct RedisUnavailable(String);
+
+/// Whether a Redis error means "not now" rather than "wrong": unreachable, timed out, or (on a
+/// cluster) a slot that is moving or whose master is down or being replaced (MOVED/ASK past the
+/// redirects the client follows itself, TRYAGAIN, CLUSTERDOWN, MASTERDOWN, LOADING, READONLY
+/// from a demoted master, no connection to the slot's node). Callers answer it 503 with
+/// `Retry-After`.
+pub fn is_unavailable(e: &RedisError) -> bool {
+    use deadpool_redis::redis::{ErrorKind, ServerErrorKind};
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_cluster_error()
+        || matches!(
+            e.kind(),
+            ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(
+                    ServerErrorKind::MasterDown | ServerErrorKind::BusyLoading | ServerErrorKind::ReadOnly
+                )
+        )
+}
 
 impl std::fmt::Debug for RedisPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -95,31 +163,88 @@ impl RedisPool {
                 )));
             }
         };
-        let connection = inner
-            .connection
-            .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_response_timeout(Some(inner.timeout))
-                    .set_connection_timeout(Some(inner.timeout))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_secs(1));
-                let client = inner.client.clone();
-                let connect = async move { ConnectionManager::new_with_config(client, config).await };
-                let result = match &inner.runtime {
-                    Some(runtime) => runtime.spawn(connect).await.map_err(|e| RedisUnavailable(e.to_string()))?,
-                    None => connect.await,
-                };
-                result.map_err(|e: RedisError| RedisUnavailable(e.to_string()))
-            })
-            .await?;
-        Ok(Conn { connection: connection.clone(), _slot: slot })
+        let connection = match &inner.backend {
+            Backend::Single { client, connection } => {
+                let manager = connection
+                    .get_or_try_init(|| async {
+                        let config = ConnectionManagerConfig::new()
+                            .set_response_timeout(Some(inner.timeout))
+                            .set_connection_timeout(Some(inner.timeout))
+                            .set_number_of_retries(1)
+                            .set_max_delay(Duration::from_secs(1));
+                        let client = client.clone();
+                        inner.open(async move { ConnectionManager::new_with_config(client, config).await }).await
+                    })
+                    .await?;
+                Link::Single(manager.clone())
+            }
+            Backend::Cluster { client, connection, .. } => {
+                let cluster = connection
+                    .get_or_try_init(|| async {
+                        let client = client.clone();
+                        inner.open(async move { client.get_async_connection().await }).await
+                    })
+                    .await?;
+                Link::Cluster(cluster.clone())
+            }
+        };
+        Ok(Conn { connection, _slot: slot })
+    }
+
+    /// Whether this process talks to a Redis Cluster (`SEATGATE_REDIS_CLUSTER_NODES`).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner.backend, Backend::Cluster { .. })
+    }
+}
+
+impl Inner {
+    /// Opens a connection on the process' runtime (so its driver task outlives the caller's).
+    async fn open<C, F>(&self, connect: F) -> Result<C, RedisUnavailable>
+    where
+        C: Send + 'static,
+        F: std::future::Future<Output = Result<C, RedisError>> + Send + 'static,
+    {
+        let result = match &self.runtime {
+            Some(runtime) => runtime.spawn(connect).await.map_err(|e| RedisUnavailable(e.to_string()))?,
+            None => connect.await,
+        };
+        result.map_err(|e| RedisUnavailable(e.to_string()))
     }
 }
 
 impl RedisPool {
-    /// The client the shared connection was opened from, for dedicated connections (pub/sub).
+    /// A client for a dedicated connection (pub/sub): the one Redis, or on a cluster the next
+    /// seed node in turn (a PUBLISH reaches every node of a cluster, so any node will do, and a
+    /// reconnect after a node is lost tries the next one).
     pub fn client(&self) -> &Client {
-        &self.inner.client
+        match &self.inner.backend {
+            Backend::Single { client, .. } => client,
+            Backend::Cluster { seeds, next_seed, .. } => {
+                &seeds[next_seed.fetch_add(1, Ordering::Relaxed) % seeds.len()]
+            }
+        }
+    }
+
+    /// On a Redis Cluster, a dedicated RESP3 cluster connection for sharded pub/sub
+    /// (SSUBSCRIBE goes to the node of each channel's slot, and redis-rs subscribes again after
+    /// a node is replaced); its pushes (messages, disconnections) go to `pushes`. `None` on one
+    /// Redis, where a pattern subscription on [`RedisPool::client`] hears every showtime.
+    pub async fn sharded_subscriber(
+        &self,
+        pushes: tokio::sync::mpsc::UnboundedSender<deadpool_redis::redis::PushInfo>,
+    ) -> Option<Result<ClusterConnection, RedisUnavailable>> {
+        let Backend::Cluster { nodes, .. } = &self.inner.backend else { return None };
+        let client = ClusterClientBuilder::new(nodes.clone())
+            .use_protocol(deadpool_redis::redis::ProtocolVersion::RESP3)
+            .push_sender(pushes)
+            .connection_timeout(self.inner.timeout)
+            .response_timeout(self.inner.timeout)
+            .build();
+        let client = match client {
+            Ok(client) => client,
+            Err(e) => return Some(Err(RedisUnavailable(e.to_string()))),
+        };
+        Some(self.inner.open(async move { client.get_async_connection().await }).await)
     }
 
     /// The configured connect and reply timeout.
@@ -135,12 +260,39 @@ impl RedisPool {
 
 /// Builds the (lazy) connection; fails only for an invalid URL.
 pub fn pool(config: &RedisConfig) -> anyhow::Result<RedisPool> {
-    let client = Client::open(config.url.expose()).context("invalid SEATGATE_REDIS_URL")?;
+    let backend = if config.cluster_nodes.is_empty() {
+        let client = Client::open(config.url.expose()).context("invalid SEATGATE_REDIS_URL")?;
+        Backend::Single { client, connection: OnceCell::new() }
+    } else {
+        let nodes: Vec<&str> = config.cluster_nodes.iter().map(|n| n.expose()).collect();
+        let seeds = nodes
+            .iter()
+            .map(|n| Client::open(*n))
+            .collect::<Result<Vec<_>, _>>()
+            .context("invalid SEATGATE_REDIS_CLUSTER_NODES")?;
+        // Each attempt waits a reply timeout at most, the whole request (redirects and retries
+        // after a failover included) twice that: what is not answered by then is a 503.
+        let client = ClusterClientBuilder::new(nodes.clone())
+            .connection_timeout(config.timeout)
+            .response_timeout(config.timeout)
+            .overall_response_timeout(Some(config.timeout * 2))
+            .retries(3)
+            .max_retry_wait(500)
+            .build()
+            .context("invalid SEATGATE_REDIS_CLUSTER_NODES")?;
+        let nodes = nodes.into_iter().map(str::to_owned).collect();
+        Backend::Cluster {
+            client: Box::new(client),
+            nodes,
+            connection: OnceCell::new(),
+            seeds,
+            next_seed: AtomicUsize::new(0),
+        }
+    };
     Ok(RedisPool {
         inner: Arc::new(Inner {
-            client,
+            backend,
             timeout: config.timeout,
-            connection: OnceCell::new(),
             runtime: tokio::runtime::Handle::try_current().ok(),
             slots: Arc::new(Semaphore::new(config.max_in_flight as usize)),
             queue_timeout: config.queue_timeout,
@@ -215,24 +367,23 @@ impl Keys {
         rest.strip_suffix("}:events")?.parse().ok()
     }
 
-    /// The pub/sub channel of one reservation's state changes, under its showtime's hash tag
-    /// (so it stays in the showtime's cluster slot): the ledger publishes on it after each
-    /// commit that settles the reservation; the reservation's event streams listen.
-    pub fn reservation_events(&self, showtime_id: uuid::Uuid, reservation_id: uuid::Uuid) -> String {
-        format!("{}:{{st:{showtime_id}}}:r:{reservation_id}", self.prefix)
+    /// The pub/sub channel of one reservation's state changes, under the reservation's own hash
+    /// tag: the ledger publishes on it after each commit that settles the reservation, and the
+    /// reservation's event streams listen. Named by the reservation alone, so a stream can
+    /// subscribe before it has read the row, also on a cluster (SSUBSCRIBE needs the name).
+    pub fn reservation_events(&self, reservation_id: uuid::Uuid) -> String {
+        format!("{}:{{r:{reservation_id}}}:events", self.prefix)
     }
 
-    /// The pub/sub pattern matching the channel of every reservation.
+    /// The pub/sub pattern matching the channel of every reservation (one Redis).
     pub fn reservation_events_pattern(&self) -> String {
-        format!("{}:{{st:*}}:r:*", self.prefix)
+        format!("{}:{{r:*}}:events", self.prefix)
     }
 
     /// The reservation whose channel this is, if it is one of this prefix.
     pub fn reservation_of_events(&self, channel: &str) -> Option<uuid::Uuid> {
-        let rest = channel.strip_prefix(self.prefix.as_str())?.strip_prefix(":{st:")?;
-        let (showtime, reservation) = rest.split_once("}:r:")?;
-        showtime.parse::<uuid::Uuid>().ok()?;
-        reservation.parse().ok()
+        let rest = channel.strip_prefix(self.prefix.as_str())?.strip_prefix(":{r:")?;
+        rest.strip_suffix("}:events")?.parse().ok()
     }
 
     /// The pub/sub pattern matching the queue events channel of every showtime.
@@ -294,4 +445,45 @@ pub struct QueueKeys {
     pub fence: String,
     /// Pub/sub channel of queue progress (not a key).
     pub events: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use deadpool_redis::redis::{ErrorKind, RedisError, ServerErrorKind};
+
+    use super::*;
+
+    #[test]
+    fn a_moving_or_masterless_slot_is_unavailable_and_a_script_error_is_not() {
+        for kind in [
+            ServerErrorKind::Moved,
+            ServerErrorKind::Ask,
+            ServerErrorKind::TryAgain,
+            ServerErrorKind::ClusterDown,
+            ServerErrorKind::MasterDown,
+            ServerErrorKind::BusyLoading,
+            ServerErrorKind::ReadOnly,
+        ] {
+            let e = RedisError::from((ErrorKind::Server(kind), "from the cluster"));
+            assert!(is_unavailable(&e), "{kind:?} is a 503");
+        }
+        let no_node = RedisError::from((ErrorKind::ClusterConnectionNotFound, "no node for the slot"));
+        assert!(is_unavailable(&no_node));
+        for kind in [ServerErrorKind::ResponseError, ServerErrorKind::CrossSlot] {
+            let e = RedisError::from((ErrorKind::Server(kind), "a bug"));
+            assert!(!is_unavailable(&e), "{kind:?} is a 500");
+        }
+    }
+
+    #[tokio::test]
+    async fn cluster_mode_opens_lazily_and_an_unreachable_cluster_is_unavailable() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let mut config = crate::config::Config::from_source(&[]).expect("defaults").redis;
+        config.cluster_nodes = vec![crate::config::Secret::new(format!("redis://127.0.0.1:{closed}"))];
+        config.timeout = Duration::from_millis(200);
+        let pool = pool(&config).expect("built without connecting");
+        assert!(pool.is_cluster());
+        let refused = pool.get().await.err().expect("no cluster to reach");
+        assert!(refused.to_string().contains("unavailable"), "{refused}");
+    }
 }

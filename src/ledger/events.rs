@@ -23,34 +23,47 @@ pub async fn deliver(state: &AppState, staged: &[Staged]) {
 }
 
 /// PUBLISHes the new status of every reservation a staged booking event reports (also for
-/// events the outbox relay delivered late: their commit's own push was lost with a crash).
+/// events the outbox relay delivered late: their commit's own push was lost with a crash). On a
+/// Redis Cluster it is SPUBLISH (sharded pub/sub, one command per channel: each channel has its
+/// own slot), which the live hub's sharded subscription receives.
 pub async fn announce(state: &AppState, staged: &[Staged]) {
     let channels: Vec<(String, &str)> = staged
         .iter()
         .filter_map(|m| {
-            let (showtime_id, reservation_id) = m.reservation?;
+            let (_, reservation_id) = m.reservation?;
             let kind = m.routing_key.strip_prefix("booking.").unwrap_or(&m.routing_key);
-            Some((state.keys.reservation_events(showtime_id, reservation_id), kind))
+            Some((state.keys.reservation_events(reservation_id), kind))
         })
         .collect();
     if channels.is_empty() {
         return;
     }
-    let mut conn = match state.redis.get().await {
-        Ok(conn) => conn,
-        Err(e) => {
-            metrics::counter!("seatgate_reservation_push_failures_total").increment(channels.len() as u64);
-            tracing::warn!(error = %e, "cannot tell reservation streams; they re-read at the deadline");
-            return;
-        }
-    };
-    let mut pipe = redis::pipe();
-    for (channel, kind) in &channels {
-        pipe.cmd("PUBLISH").arg(channel).arg(*kind).ignore();
-    }
-    if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+    let failed = |e: &dyn std::fmt::Display| {
         metrics::counter!("seatgate_reservation_push_failures_total").increment(channels.len() as u64);
         tracing::warn!(error = %e, "cannot tell reservation streams; they re-read at the deadline");
+    };
+    let mut conn = match state.redis.get().await {
+        Ok(conn) => conn,
+        Err(e) => return failed(&e),
+    };
+    let result = if conn.is_cluster() {
+        let mut result = Ok(());
+        for (channel, kind) in &channels {
+            result = redis::cmd("SPUBLISH").arg(channel).arg(*kind).query_async::<()>(&mut conn).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        result
+    } else {
+        let mut pipe = redis::pipe();
+        for (channel, kind) in &channels {
+            pipe.cmd("PUBLISH").arg(channel).arg(*kind).ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await
+    };
+    if let Err(e) = result {
+        failed(&e);
     }
 }
 

@@ -69,7 +69,7 @@ pub async fn open_with(
     // Subscribe before reading: whatever commits after the read is published after it, and the
     // subscription is live by then.
     let sub = state.live.subscribe_reservation(id);
-    state.live.wait_connected(state.redis.timeout()).await;
+    state.live.wait_reservation_connected(id, state.redis.timeout()).await;
     let generation = state.live.generation();
     let view = bookings::get_reservation(state, user, id).await?;
     after_first_read.await;

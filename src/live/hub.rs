@@ -8,8 +8,13 @@
 //! the streams of that reservation, if any stream of this process watches it. When the
 //! connection drops (or stops answering PING) the task reconnects with back-off and tells every
 //! stream to resend a snapshot, since changes published meanwhile were lost.
+//!
+//! On a Redis Cluster the scripts SPUBLISH (sharded pub/sub, which has no patterns), so the task
+//! keeps one RESP3 cluster connection and SSUBSCRIBEs to the channel of each showtime someone
+//! here watches (on the node of the showtime's slot), SUNSUBSCRIBEs when the last stream of a
+//! showtime ends, and starts over (with a resync) when a node's connection is lost.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -108,6 +113,12 @@ struct Inner {
     /// `Some(generation)` while subscribed, `None` while not.
     connected: watch::Sender<Option<u64>>,
     stop: CancellationToken,
+    /// Sharded pub/sub (a Redis Cluster): one subscription per watched showtime.
+    sharded: bool,
+    /// Sharded: the set of watched showtimes changed (a first stream, or a last one ended).
+    changed: tokio::sync::Notify,
+    /// Sharded: the showtimes whose channel is subscribed right now.
+    subscribed: watch::Sender<HashSet<Topic>>,
 }
 
 impl std::fmt::Debug for LiveHub {
@@ -148,6 +159,9 @@ impl Drop for Subscription {
             // Our receiver still counts until this function returns.
             if channels.get(&self.topic).is_some_and(|tx| tx.receiver_count() <= 1) {
                 channels.remove(&self.topic);
+                if self.hub.inner.sharded {
+                    self.hub.inner.changed.notify_one();
+                }
             }
         }
     }
@@ -157,9 +171,13 @@ impl LiveHub {
     /// A hub for this process; nothing connects until the first stream subscribes.
     pub fn new(keys: Keys, redis: RedisPool, config: LiveConfig) -> Self {
         let (connected, _) = watch::channel(None);
+        let (subscribed, _) = watch::channel(HashSet::new());
         Self {
             inner: Arc::new(Inner {
                 keys,
+                sharded: redis.is_cluster(),
+                changed: tokio::sync::Notify::new(),
+                subscribed,
                 redis,
                 config,
                 channels: Mutex::default(),
@@ -255,17 +273,35 @@ impl LiveHub {
             // A poisoned map: a receiver that never gets changes; streams still heartbeat.
             Err(_) => broadcast::channel(1).1,
         };
+        if self.inner.sharded {
+            self.inner.changed.notify_one();
+        }
         Subscription { rx, hub: self.clone(), topic }
     }
 
-    /// Waits (at most `timeout`) until the subscription is live and returns its generation;
-    /// 0 when it is not, so the first successful connection triggers a resync.
-    pub async fn wait_connected(&self, timeout: Duration) -> u64 {
-        let mut rx = self.inner.connected.subscribe();
-        match tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await {
-            Ok(Ok(generation)) => generation.unwrap_or(0),
-            _ => 0,
-        }
+    /// Waits (at most `timeout`) until the subscription is live (sharded: also the showtime's
+    /// channel) and returns its generation; 0 when it is not, so the first successful
+    /// connection triggers a resync.
+    pub async fn wait_connected(&self, showtime_id: Uuid, timeout: Duration) -> u64 {
+        self.wait_for(Topic::Showtime(showtime_id), timeout).await
+    }
+
+    /// [`Self::wait_connected`] for a reservation's channel.
+    pub async fn wait_reservation_connected(&self, reservation_id: Uuid, timeout: Duration) -> u64 {
+        self.wait_for(Topic::Reservation(reservation_id), timeout).await
+    }
+
+    async fn wait_for(&self, topic: Topic, timeout: Duration) -> u64 {
+        let ready = async {
+            let mut connected = self.inner.connected.subscribe();
+            let generation = connected.wait_for(Option::is_some).await.ok().and_then(|g| *g).unwrap_or(0);
+            if self.inner.sharded {
+                let mut subscribed = self.inner.subscribed.subscribe();
+                let _ = subscribed.wait_for(|s| s.contains(&topic)).await;
+            }
+            generation
+        };
+        tokio::time::timeout(timeout, ready).await.unwrap_or(0)
     }
 
     /// The current generation of the subscription (0 while not subscribed).
@@ -282,6 +318,9 @@ enum Ended {
 
 /// The subscription task: connect, subscribe, dispatch, reconnect, until stopped.
 async fn listen(inner: Arc<Inner>) {
+    if inner.sharded {
+        return listen_sharded(inner).await;
+    }
     let mut generation = 0u64;
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -355,7 +394,134 @@ async fn run(inner: &Inner, mut sink: PubSubSink, mut stream: PubSubStream) -> E
     }
 }
 
+/// The sharded subscription task (a Redis Cluster): connect, subscribe to every watched
+/// showtime, then follow the set of watched showtimes and dispatch, until stopped.
+async fn listen_sharded(inner: Arc<Inner>) {
+    let mut generation = 0u64;
+    let mut backoff = Duration::from_millis(100);
+    while !inner.stop.is_cancelled() {
+        let (pushes, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let timeout = inner.redis.timeout();
+        match tokio::time::timeout(timeout, inner.redis.sharded_subscriber(pushes)).await {
+            Ok(Some(Ok(mut conn))) => {
+                let mut subscribed = HashSet::new();
+                match sync_subscriptions(&inner, &mut conn, &mut subscribed).await {
+                    Ok(()) => {
+                        generation += 1;
+                        backoff = Duration::from_millis(100);
+                        if generation > 1 {
+                            tracing::info!(
+                                generation,
+                                "sharded seat event subscriptions restored; live streams resync"
+                            );
+                            metrics::counter!("seatgate_sse_resubscribed_total").increment(1);
+                        }
+                        inner.broadcast_all(Update::Resync(generation));
+                        inner.connected.send_replace(Some(generation));
+                        let ended = run_sharded(&inner, &mut conn, &mut rx, &mut subscribed).await;
+                        inner.connected.send_replace(None);
+                        inner.subscribed.send_replace(HashSet::new());
+                        match ended {
+                            Ended::Stopped => break,
+                            Ended::Lost(why) => {
+                                tracing::warn!(reason = %why, "sharded seat event subscriptions lost, reconnecting")
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot subscribe to sharded seat events, retrying"),
+                }
+            }
+            Ok(Some(Err(e))) => tracing::warn!(error = %e, "cannot connect for sharded seat events, retrying"),
+            Ok(None) => {
+                tracing::error!("sharded seat events need a Redis Cluster");
+                break;
+            }
+            Err(_) => tracing::warn!("connecting for sharded seat events timed out, retrying"),
+        }
+        tokio::select! {
+            _ = inner.stop.cancelled() => break,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+    inner.connected.send_replace(None);
+    inner.started.store(false, Ordering::SeqCst);
+}
+
+/// SSUBSCRIBEs to each watched channel (a showtime's seat events, a reservation's changes) not
+/// yet subscribed, SUNSUBSCRIBEs from each no longer watched, and publishes the subscribed set
+/// (what `wait_connected` waits for).
+async fn sync_subscriptions(
+    inner: &Inner,
+    conn: &mut redis::cluster_async::ClusterConnection,
+    subscribed: &mut HashSet<Topic>,
+) -> anyhow::Result<()> {
+    let wanted: HashSet<Topic> = match inner.channels.lock() {
+        Ok(channels) => channels.keys().copied().collect(),
+        Err(_) => HashSet::new(),
+    };
+    let timeout = inner.redis.timeout();
+    let new: Vec<Topic> = wanted.difference(subscribed).copied().collect();
+    for topic in new {
+        match tokio::time::timeout(timeout, conn.ssubscribe(inner.channel_of(topic))).await {
+            Ok(result) => result?,
+            Err(_) => anyhow::bail!("SSUBSCRIBE timed out after {timeout:?}"),
+        }
+        subscribed.insert(topic);
+    }
+    let gone: Vec<Topic> = subscribed.difference(&wanted).copied().collect();
+    for topic in gone {
+        match tokio::time::timeout(timeout, conn.sunsubscribe(inner.channel_of(topic))).await {
+            Ok(result) => result?,
+            Err(_) => anyhow::bail!("SUNSUBSCRIBE timed out after {timeout:?}"),
+        }
+        subscribed.remove(&topic);
+    }
+    inner.subscribed.send_replace(subscribed.clone());
+    Ok(())
+}
+
+/// Dispatches sharded messages and follows the watched showtimes until a node's connection is
+/// lost (changes published meanwhile are gone: start over, with a resync) or the hub stops.
+async fn run_sharded(
+    inner: &Inner,
+    conn: &mut redis::cluster_async::ClusterConnection,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>,
+    subscribed: &mut HashSet<Topic>,
+) -> Ended {
+    loop {
+        tokio::select! {
+            _ = inner.stop.cancelled() => return Ended::Stopped,
+            _ = inner.changed.notified() => {
+                if let Err(e) = sync_subscriptions(inner, conn, subscribed).await {
+                    return Ended::Lost(e.to_string());
+                }
+            }
+            push = rx.recv() => match push {
+                None => return Ended::Lost("connection closed".into()),
+                Some(push) => match push.kind {
+                    redis::PushKind::Disconnection => return Ended::Lost("a node's connection was lost".into()),
+                    redis::PushKind::SMessage => {
+                        if let Some(msg) = redis::Msg::from_push_info(push) {
+                            inner.dispatch(&msg);
+                        }
+                    }
+                    _ => {}
+                },
+            },
+        }
+    }
+}
+
 impl Inner {
+    /// The pub/sub channel of a topic.
+    fn channel_of(&self, topic: Topic) -> String {
+        match topic {
+            Topic::Showtime(id) => self.keys.showtime(id).events,
+            Topic::Reservation(id) => self.keys.reservation_events(id),
+        }
+    }
+
     fn broadcast_all(&self, update: Update) {
         if let Ok(channels) = self.channels.lock() {
             for tx in channels.values() {
@@ -419,16 +585,16 @@ mod tests {
     }
 
     #[test]
-    fn reservation_channels_sit_in_the_showtime_slot_and_name_the_reservation() {
+    fn reservation_channels_have_the_reservation_as_their_tag_and_name_it() {
         let keys = Keys::new("sg");
         let (showtime, reservation) = (Uuid::now_v7(), Uuid::now_v7());
-        let channel = keys.reservation_events(showtime, reservation);
-        assert!(channel.starts_with(&format!("sg:{{st:{showtime}}}:r:")));
+        let channel = keys.reservation_events(reservation);
+        assert_eq!(channel, format!("sg:{{r:{reservation}}}:events"));
         assert_eq!(keys.reservation_of_events(&channel), Some(reservation));
         assert_eq!(keys.showtime_of_events(&channel), None, "not a seat events channel");
         assert_eq!(keys.reservation_of_events(&keys.showtime(showtime).events), None);
         assert_eq!(Keys::new("sg2").reservation_of_events(&channel), None);
-        assert_eq!(keys.reservation_of_events(&format!("sg:{{st:{showtime}}}:r:nope")), None);
+        assert_eq!(keys.reservation_of_events("sg:{r:nope}:events"), None);
     }
 
     #[test]

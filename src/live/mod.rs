@@ -1,5 +1,5 @@
 //! The live seat map: `GET /api/v1/showtimes/{id}/seats/events`, a stream of server-sent
-//! events. Every Lua script that changes a seat PUBLISHes the change on the showtime's events
+//! events. Every Lua script that changes a seat PUBLISHes (SPUBLISHes, on a Redis Cluster) the change on the showtime's events
 //! channel (`lua/_prelude.lua`); one pub/sub connection per process receives them all
 //! ([`hub`]) and fans them out to the streams of that showtime ([`stream`]).
 //!

@@ -43,7 +43,7 @@ pub async fn seat_events(
     // Subscribe before the snapshot, so no change falls between them (a change seen twice is
     // harmless: events carry states, not deltas).
     let sub = state.live.subscribe(showtime_id);
-    state.live.wait_connected(state.redis.timeout()).await;
+    state.live.wait_connected(showtime_id, state.redis.timeout()).await;
     let (snapshot, generation) = snapshot_frame(&state, showtime_id).await?;
     let session = Session::new(state.get_ref().clone(), showtime_id, sub, (permit, client), snapshot, generation);
     Ok(HttpResponse::Ok()

@@ -17,17 +17,17 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use deadpool_redis::redis::{self, Script, Value};
+use deadpool_redis::redis::{self, Value};
 use uuid::Uuid;
 
 pub use crate::holds::gate::{QueueMirror, SALE_TTL, SaleMirror, mirror};
-use crate::holds::store::{Conn, int, run, split, text};
+use crate::holds::store::{Conn, Lua, int, run, split, text};
 use crate::infra::redis::ShowtimeKeys;
 
 macro_rules! script {
     ($name:ident, $file:literal) => {
-        static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(concat!(include_str!("../../lua/_prelude.lua"), include_str!(concat!("../../lua/", $file))))
+        static $name: LazyLock<Lua> = LazyLock::new(|| {
+            Lua::new(concat!(include_str!("../../lua/_prelude.lua"), include_str!(concat!("../../lua/", $file))))
         });
     };
 }

@@ -32,7 +32,21 @@ impl Drop for TestApp {
     }
 }
 
-/// A config for one test: port 0, its own Redis prefix and AMQP namespace.
+/// The seed nodes of the Redis Cluster the tests run against, if any: set
+/// `SEATGATE_TEST_REDIS_CLUSTER_NODES` (as `scripts/test.sh` does after `scripts/redis-cluster.sh
+/// up`) to run every test in cluster mode; unset, tests use the one Redis on 6379.
+pub fn test_cluster_nodes() -> Vec<Secret> {
+    std::env::var("SEATGATE_TEST_REDIS_CLUSTER_NODES")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(Secret::new)
+        .collect()
+}
+
+/// A config for one test: port 0, its own Redis prefix and AMQP namespace; in cluster mode when
+/// [`test_cluster_nodes`] names a cluster.
 pub fn test_config() -> Config {
     let mut config = Config::from_source(&[("SEATGATE_JWT_SECRET", JWT_SECRET)]).expect("test config is valid");
     config.http.listen = "127.0.0.1:0".parse().expect("valid address");
@@ -40,6 +54,7 @@ pub fn test_config() -> Config {
     config.http.shutdown_timeout = Duration::from_secs(1);
     let id = Uuid::new_v4().simple().to_string();
     config.redis.key_prefix = format!("t{id}");
+    config.redis.cluster_nodes = test_cluster_nodes();
     config.amqp.namespace = format!("t{id}");
     config.amqp.queue_expires = Some(Duration::from_secs(300));
     config.auth.account_cache = Duration::ZERO;

@@ -109,7 +109,12 @@ async fn a_charge_whose_task_died_with_redis_down_is_refunded_by_the_reconciler(
     let (_alice, reservation) = checked_out(&app).await;
     let mut config = (*app.state.config).clone();
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    config.redis.url = seatgate::config::Secret::new(format!("redis://127.0.0.1:{closed}"));
+    let down = format!("redis://127.0.0.1:{closed}");
+    config.redis.url = seatgate::config::Secret::new(&down);
+    if !config.redis.cluster_nodes.is_empty() {
+        // A cluster whose every seed is unreachable.
+        config.redis.cluster_nodes = vec![seatgate::config::Secret::new(&down)];
+    }
     config.redis.timeout = Duration::from_millis(200);
     let redis_down = seatgate::infra::redis::pool(&config.redis).expect("pool");
     let cut_off = seatgate::state::AppState::new(config, db.clone(), redis_down);

@@ -4,16 +4,16 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use deadpool_redis::redis::{self, Script};
+use deadpool_redis::redis;
 use uuid::Uuid;
 
 use super::lua::{int, run, split, text, uuids};
-use super::{Closed, Conn, HoldParams, INDEX_GRACE, PURGE_LIMIT};
+use super::{Closed, Conn, HoldParams, INDEX_GRACE, Lua, PURGE_LIMIT};
 use crate::infra::redis::{Keys, ShowtimeKeys};
 
 /// best.lua runs the same admission gate as hold.lua.
-static BEST: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
+static BEST: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(concat!(
         include_str!("../../../lua/_prelude.lua"),
         include_str!("../../../lua/_admission.lua"),
         include_str!("../../../lua/best.lua")

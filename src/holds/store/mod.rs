@@ -12,20 +12,35 @@ use uuid::Uuid;
 
 use crate::infra::redis::{Keys, ShowtimeKeys};
 
+/// One script in the two forms it runs in: seat changes PUBLISHed (one Redis: the live seat
+/// map's pattern subscription hears every showtime), or SPUBLISHed (a Redis Cluster: sharded
+/// pub/sub, the showtime's events stay on the shard of its slot). The form is the first line,
+/// `local SEAT_PUBLISH = ...`, read by `publish` in `lua/_prelude.lua`.
+pub(crate) struct Lua {
+    pub(super) plain: Script,
+    pub(super) sharded: Script,
+}
+
+impl Lua {
+    pub(crate) fn new(body: &str) -> Self {
+        Self {
+            plain: Script::new(&format!("local SEAT_PUBLISH = 'PUBLISH'\n{body}")),
+            sharded: Script::new(&format!("local SEAT_PUBLISH = 'SPUBLISH'\n{body}")),
+        }
+    }
+}
+
 macro_rules! script {
     ($name:ident, $file:literal) => {
-        static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(concat!(
-                include_str!("../../../lua/_prelude.lua"),
-                include_str!(concat!("../../../lua/", $file))
-            ))
+        static $name: LazyLock<Lua> = LazyLock::new(|| {
+            Lua::new(concat!(include_str!("../../../lua/_prelude.lua"), include_str!(concat!("../../../lua/", $file))))
         });
     };
 }
 
 /// hold.lua runs the on-sale admission gate first (`lua/_admission.lua`, invariant 9).
-static HOLD: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
+static HOLD: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(concat!(
         include_str!("../../../lua/_prelude.lua"),
         include_str!("../../../lua/_admission.lua"),
         include_str!("../../../lua/hold.lua")
