@@ -23,6 +23,8 @@ pub const MAX_GATE_LEN: usize = 64;
 pub const MAX_BATCH: usize = 500;
 /// Longest scanner nonce.
 pub const MAX_NONCE_LEN: usize = 128;
+/// Longest ticket a scan may send (a signed ticket of the largest booking fits many times over).
+pub const MAX_TICKET_LEN: usize = 6144;
 
 /// Body of `POST /api/v1/checkins`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -232,6 +234,9 @@ fn check_batch(req: &BatchRequest) -> Result<Vec<Option<String>>, ApiError> {
                 format!("scans[{i}].nonce"),
                 format!("1 to {MAX_NONCE_LEN} printable ASCII characters"),
             ));
+        }
+        if scan.ticket.len() > MAX_TICKET_LEN {
+            errors.push(FieldError::new(format!("scans[{i}].ticket"), format!("at most {MAX_TICKET_LEN} characters")));
         }
         match check_gate(scan.gate.as_deref(), &format!("scans[{i}].gate")) {
             Ok(gate) => gates.push(gate),

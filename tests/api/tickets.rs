@@ -445,10 +445,11 @@ async fn a_malformed_batch_is_refused_whole_naming_each_bad_field(db: PgPool) {
     let bad = json!({"scans": [
         {"ticket": "x", "scanned_at": at, "gate": "east", "nonce": ""},
         {"ticket": "x", "scanned_at": at, "gate": "", "nonce": "ok"},
+        {"ticket": "x".repeat(6145), "scanned_at": at, "nonce": "long"},
     ]});
     let problem = app.post("/api/v1/checkins/batch", Some(&door.token), &bad).await.problem(422).await;
     let fields: Vec<&str> = problem.errors.iter().map(|e| e.field.as_str()).collect();
-    assert_eq!(fields, ["scans[0].nonce", "scans[1].gate"]);
+    assert_eq!(fields, ["scans[0].nonce", "scans[1].gate", "scans[2].ticket"]);
     let ok = json!({"scans": [{"ticket": "x", "scanned_at": at, "nonce": "n"}]});
     app.post("/api/v1/checkins/batch", Some(&user.token), &ok).await.problem(403).await;
     let nonces: i64 =
