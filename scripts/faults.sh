@@ -12,7 +12,8 @@
 #   postgres   PostgreSQL restarted (fast shutdown: open connections are cut)
 #   gateway    the payment gateway failing transiently 30% of the time (workers restarted with
 #              SEATGATE_PAYMENT_FAILURE_RATE=0.3 until the end of the sale)
-#   redis-long Redis stopped for REDIS_DOWN_SECS (90) with charges in flight: longer than a
+#   redis-long Redis stopped for REDIS_DOWN_SECS (90) with charges in flight (the workers are
+#              restarted with a 2 s gateway 3 s before, so charges are under way): longer than a
 #              payment's deadline (hold 15 s + checkout extension 15 s + 60 s grace), so workers
 #              charge, cannot claim the seats, retry until their tasks are dead-lettered, and the
 #              reservations expire: every charge must end refunded by the reconciler
@@ -250,6 +251,11 @@ inject() {
       stop workers
       SEATGATE_PAYMENT_FAILURE_RATE=0.3 start_workers ;;
     redis-long)
+      # A slow gateway (2 s a charge) for the rest of the sale, so that charges are in flight
+      # when Redis goes: they succeed at the gateway and then cannot claim their seats.
+      stop workers
+      SEATGATE_PAYMENT_LATENCY_MS=2000 start_workers
+      sleep 3
       redis-cli -p 6379 shutdown nosave >/dev/null 2>&1 || true
       sleep "${REDIS_DOWN_SECS:-90}"
       (cd "$redis_dir" && redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no >/dev/null) ;;
@@ -265,7 +271,7 @@ heal() { # undo what a fault left behind before the next one
     api)
       start_api 0
       wait_ready "http://127.0.0.1:${api_ports[0]}" 60 || echo "warning: api0 did not come back" >&2 ;;
-    gateway) stop workers; start_workers ;;
+    gateway | redis-long) stop workers; start_workers ;;
   esac
 }
 
