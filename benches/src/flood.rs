@@ -24,6 +24,9 @@ use uuid::Uuid;
 use crate::api::{self, Api, TargetArgs};
 use crate::stats::percentile_ms;
 
+/// How often one real buyer logs in: under the per-email throttle of 10 a minute.
+const LOGIN_EVERY: Duration = Duration::from_secs(7);
+
 /// Flags of the `flood` scenario.
 #[derive(Clone, Debug, clap::Args)]
 pub struct FloodArgs {
@@ -201,7 +204,7 @@ async fn phase(
                 };
                 let Some(token) = token else {
                     login_failures += 1;
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::time::sleep(LOGIN_EVERY).await;
                     continue;
                 };
                 logins.push(started.elapsed().as_micros() as u64);
@@ -229,8 +232,10 @@ async fn phase(
                     }
                     _ => hold_failures += 1,
                 }
-                // A person does not log in again at once: about one login per second each.
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                // A person does not log in again at once, and never faster than the per-email
+                // throttle allows (SEATGATE_LOGIN_ATTEMPTS_PER_MINUTE, 10): the buyers measure the
+                // flood's effect, not their own throttle.
+                tokio::time::sleep(LOGIN_EVERY).await;
             }
             (logins, holds, login_failures, hold_failures)
         });
