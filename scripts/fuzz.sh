@@ -37,7 +37,7 @@ status=0
 for who in admin user; do
   tok=$admin; [ "$who" = user ] && tok=$user
   echo "== schemathesis as $who ($examples examples per operation)"
-  "$venv/bin/schemathesis" run "$API_URL/openapi.json" \
+  "$venv/bin/schemathesis" --config-file scripts/schemathesis.toml run "$API_URL/openapi.json" \
     -H "Authorization: Bearer $tok" \
     --exclude-path '/api/v1/showtimes/{id}/seats/events' \
     --checks all --exclude-checks positive_data_acceptance \
