@@ -54,7 +54,8 @@ pub(super) async fn listen(inner: Arc<Inner>) {
 
 async fn connect(inner: &Inner) -> anyhow::Result<(PubSubSink, PubSubStream)> {
     let timeout = inner.redis.timeout();
-    let patterns = [inner.keys.events_pattern(), inner.keys.reservation_events_pattern()];
+    let patterns =
+        [inner.keys.events_pattern(), inner.keys.reservation_events_pattern(), inner.keys.queue_events_pattern()];
     let subscribe = async {
         let (mut sink, stream) = inner.redis.client().get_async_pubsub().await?.split();
         sink.psubscribe(&patterns).await?;
