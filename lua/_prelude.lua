@@ -30,7 +30,8 @@ end
 
 -- SEAT_PUBLISH is 'PUBLISH' on one Redis and 'SPUBLISH' on a Redis Cluster (sharded pub/sub:
 -- the channel carries the showtime's hash tag, so it stays on the script's shard); the Rust side
--- (holds::store::Lua) puts its definition on the first line of each script.
+-- (holds::store::Lua) puts its definition on the first line of each script. queue_admit.lua
+-- publishes the waiting room's events with it too.
 local function publish(channel, kind, seats, hold_id, now)
   if #seats > 0 then
     redis.call(SEAT_PUBLISH, channel, cjson.encode({type = kind, seat_ids = seats, hold_id = hold_id, at = now}))

@@ -5,7 +5,8 @@
 -- KEYS[3] adm    zset  admitted users by admitted_until_ms
 -- KEYS[4] state  hash  {credit, at, popped, opened, expired_upto, fresh}: the admitter's memory
 -- KEYS[5] lease  hash  {owner, token} (see queue_lease.lua)
--- ARGV[1] fencing token   ARGV[2] queue events channel
+-- ARGV[1] fencing token   ARGV[2] queue events channel (PUBLISHed on one Redis, SPUBLISHed on a
+--   Redis Cluster: SEAT_PUBLISH, see lua/_prelude.lua; it carries the showtime's tag)
 -- ARGV[3] burst ms: admissions credited at most for this long (after a pause of the admitter)
 -- ARGV[4] most admissions per call
 --
@@ -57,7 +58,7 @@ if now < opens_at then
 else
   if st[4] ~= '1' then
     redis.call('HSET', k_state, 'opened', '1')
-    redis.call('PUBLISH', channel, cjson.encode({type = 'opened', popped = popped, at = now}))
+    redis.call(SEAT_PUBLISH, channel, cjson.encode({type = 'opened', popped = popped, at = now}))
   end
   if paused == 1 or waiting == 0 then
     credit, at, fresh = 0, now, true
@@ -84,7 +85,7 @@ else
       credit = credit - admitted
       popped = popped + admitted
       waiting = waiting - admitted
-      redis.call('PUBLISH', channel,
+      redis.call(SEAT_PUBLISH, channel,
         cjson.encode({type = 'admitted', count = admitted, popped = popped, until_ms = admitted_until, at = now}))
     end
     at = now

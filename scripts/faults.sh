@@ -20,6 +20,15 @@
 #   postgres-long PostgreSQL stopped for PG_DOWN_SECS (45): longer than a task's retries
 #              (SEATGATE_PAYMENT_MAX_ATTEMPTS=10 at 0.2/1/5 s), so tasks are dead-lettered with
 #              charges possibly made just before the stop: every charge booked or refunded
+#   redis-failover the run's Redis is a Redis Cluster of its own (scripts/redis-cluster.sh: 3
+#              masters, 3 replicas, cluster-node-timeout 2 s, on free ports under the run's
+#              directory); the master owning the hot showtime's slot (the one with the most
+#              reservations so far) is killed with SIGKILL and stays dead; the cluster promotes
+#              its replica by itself (CLUSTER FAILOVER TAKEOVER on the replica only if it has not
+#              within FAILOVER_TAKEOVER_SECS, 20). The time to promotion and which way it came
+#              are in details.md. It cannot share a run with the rows that stop the one Redis
+#              (redis, redis-long): the whole run is on the cluster, and the one Redis on 6379 is
+#              not touched.
 # Once the sale's reservations are final and the payment queues are empty,
 # `seatgate check-invariants` must report 0 violations. Time to recover: from the start of the
 # fault until a fresh purchase (hold, checkout, confirmed booking) of a separate probe customer
@@ -38,15 +47,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all_faults=(none redis worker rabbitmq api postgres gateway redis-long postgres-long)
+all_faults=(none redis worker rabbitmq api postgres gateway redis-long postgres-long redis-failover)
 faults=("$@")
-[ ${#faults[@]} -eq 0 ] && faults=("${all_faults[@]}")
+# Every row but redis-failover by default: that one runs the whole run on a cluster.
+[ ${#faults[@]} -eq 0 ] && faults=(none redis worker rabbitmq api postgres gateway redis-long postgres-long)
 for f in "${faults[@]}"; do
   case " ${all_faults[*]} " in
     *" $f "*) ;;
     *) echo "error: unknown fault '$f' (known: ${all_faults[*]})" >&2; exit 2 ;;
   esac
 done
+cluster=""
+case " ${faults[*]} " in
+  *" redis-failover "*)
+    cluster=1
+    case " ${faults[*]} " in
+      *" redis "* | *" redis-long "*)
+        echo "error: redis-failover runs on a Redis Cluster of its own; run redis and redis-long apart" >&2; exit 2 ;;
+    esac ;;
+esac
 sale_secs="${SALE_SECS:-20}"
 sale_users="${SALE_USERS:-40}"
 sale_showtimes="${SALE_SHOWTIMES:-6}"
@@ -94,6 +113,11 @@ queues=(payments notifications payments.dead
   "payments.retry.${retry_base}ms" "payments.retry.$((retry_base * 5))ms" "payments.retry.$((retry_base * 25))ms")
 redis_dir=$(redis-cli -p 6379 config get dir 2>/dev/null | sed -n 2p)
 redis_dir=${redis_dir:-/tmp}
+cluster_dir="$out/redis-cluster"
+if [ -n "$cluster" ]; then
+  SEATGATE_REDIS_CLUSTER_NODES="$(scripts/redis-cluster.sh up "$cluster_dir" | sed -n 's/^SEATGATE_REDIS_CLUSTER_NODES=//p')"
+  export SEATGATE_REDIS_CLUSTER_NODES
+fi
 
 declare -A pid
 start_api() { SEATGATE_LISTEN="127.0.0.1:${api_ports[$1]}" $bin/seatgate serve >>"$out/api-$1.log" 2>&1 & pid[api$1]=$!; }
@@ -124,8 +148,9 @@ cleanup() {
     rabbitmqctl -q delete_queue "$q.$run" >/dev/null 2>&1 || true
   done
   rabbitmqctl -q eval "rabbit_exchange:delete(rabbit_misc:r(<<\"/\">>, exchange, <<\"seatgate.$run\">>), false, <<\"faults\">>)." >/dev/null 2>&1 || true
+  if [ -n "$cluster" ] && [ -z "${FAULTS_KEEP:-}" ]; then scripts/redis-cluster.sh down "$cluster_dir"; fi
   if [ -n "${FAULTS_KEEP:-}" ]; then
-    echo "kept the database seatgate_$run and the Redis keys $run:*" >&2
+    echo "kept the database seatgate_$run and the Redis keys $run:*${cluster:+ (and the cluster in $cluster_dir: scripts/redis-cluster.sh down $cluster_dir)}" >&2
   else
     redis-cli -p 6379 --scan --pattern "$run:*" 2>/dev/null | xargs -r -n 500 redis-cli -p 6379 del >/dev/null 2>&1 || true
     psql -q -h 127.0.0.1 -U postgres -c "drop database if exists seatgate_$run with (force)" >/dev/null 2>&1 || true
@@ -263,7 +288,65 @@ inject() {
       pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main stop -m fast >/dev/null
       sleep "${PG_DOWN_SECS:-45}"
       pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start >/dev/null ;;
+    redis-failover) failover ;;
   esac
+}
+
+# redis-failover: kills the master of the hot showtime's slot, waits for its replica to be
+# promoted (by the cluster, or by CLUSTER FAILOVER TAKEOVER after FAILOVER_TAKEOVER_SECS) and
+# for cluster_state:ok, and writes what happened to $out/failover.md.
+failover() {
+  local hot node
+  hot=$(sql "select showtime_id from reservations group by showtime_id order by count(*) desc limit 1")
+  node=$(redis-cli -p "$(first_cluster_port)" cluster nodes)
+  # the port of the master owning the slot, of its replica, and the slot
+  read -r master replica slot < <(python3 - "$hot" "$node" "$(redis-cli -p "$(first_cluster_port)" cluster keyslot "{st:$hot}")" <<'PY'
+import sys
+hot, nodes, slot = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rows = [l.split() for l in nodes.splitlines() if l.strip()]
+port = lambda r: r[1].split('@')[0].rsplit(':', 1)[1]
+def owns(r):
+    for part in r[8:]:
+        if part.startswith('['):
+            continue
+        lo, _, hi = part.partition('-')
+        if int(lo) <= slot <= int(hi or lo):
+            return True
+    return False
+master = next(r for r in rows if 'master' in r[2] and 'fail' not in r[2] and owns(r))
+replica = next(r for r in rows if r[3] == master[0] and 'fail' not in r[2])
+print(port(master), port(replica), slot)
+PY
+)
+  local t_kill t_promoted how="" role
+  echo "- hot showtime $hot (slot $slot): master 127.0.0.1:$master killed (SIGKILL), replica 127.0.0.1:$replica" >"$out/failover.md"
+  t_kill=$(now)
+  kill -KILL "$(cat "$cluster_dir/node-$master/redis.pid")"
+  for _ in $(seq 1 $((${FAILOVER_TAKEOVER_SECS:-20} * 10))); do
+    role=$(redis-cli -p "$replica" role 2>/dev/null | head -1)
+    [ "$role" = "master" ] && { how="by the cluster itself (replica elected after cluster-node-timeout 2 s)"; break; }
+    sleep 0.1
+  done
+  if [ -z "$how" ]; then
+    redis-cli -p "$replica" cluster failover takeover >/dev/null
+    how="by CLUSTER FAILOVER TAKEOVER on the replica (not elected within ${FAILOVER_TAKEOVER_SECS:-20} s)"
+    for _ in $(seq 1 100); do
+      [ "$(redis-cli -p "$replica" role 2>/dev/null | head -1)" = "master" ] && break
+      sleep 0.1
+    done
+  fi
+  t_promoted=$(since "$t_kill")
+  for _ in $(seq 1 300); do
+    redis-cli -p "$replica" cluster info 2>/dev/null | grep -q '^cluster_state:ok' && break
+    sleep 0.1
+  done
+  echo "- replica promoted $t_promoted s after the kill, $how; cluster_state:ok again $(since "$t_kill") s after the kill" >>"$out/failover.md"
+}
+first_cluster_port() { # a live node of the run's cluster
+  local p
+  for p in $(echo "$SEATGATE_REDIS_CLUSTER_NODES" | tr ',' '\n' | sed 's#.*:##'); do
+    redis-cli -p "$p" ping >/dev/null 2>&1 && { echo "$p"; return; }
+  done
 }
 
 heal() { # undo what a fault left behind before the next one
@@ -295,7 +378,9 @@ delta() { # before after -> after - before, or ? when either is unknown
 check() { # report file: the invariant checker (tried again if it could not run at all)
   local try
   for try in 1 2 3; do
-    SEATGATE_DATABASE_ACQUIRE_TIMEOUT_MS=10000 SEATGATE_REDIS_TIMEOUT_MS=5000 \
+    # RUST_LOG=off: the command logs to stdout, where its report goes (on a cluster with a dead
+    # node redis-rs warns while it connects, and the report would not parse).
+    SEATGATE_DATABASE_ACQUIRE_TIMEOUT_MS=10000 SEATGATE_REDIS_TIMEOUT_MS=5000 RUST_LOG=off \
       $bin/seatgate check-invariants --slack-secs 5 >"$1" 2>>"$out/setup.log" || true
     python3 -c "import json,sys; json.load(open(sys.argv[1]))['violations']" "$1" 2>/dev/null && return 0
     echo "warning: the invariant checker did not run (try $try); see $out/setup.log" >&2
@@ -388,5 +473,6 @@ print()
 PY
 done
 cat "$out/money.md" 2>/dev/null | tee -a "$out/details.md"
+[ -f "$out/failover.md" ] && { echo; echo "redis-failover:"; cat "$out/failover.md"; } | tee -a "$out/details.md"
 echo "details: $out"
 exit $status

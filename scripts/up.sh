@@ -5,6 +5,7 @@
 # Ctrl-C stops everything (gracefully: the lb drains, the APIs report not-ready first); a
 # process that exits by itself is named, and the others are stopped. Logs: target/up/*.log.
 #   SEATGATE_UP_INSTANCES=3 scripts/up.sh     more API instances
+#   SEATGATE_UP_API_PORT=8181 scripts/up.sh   the first API instance's port (8081; then 8082, ...)
 #   scripts/up.sh --cluster                   the same on a local Redis Cluster (3 masters,
 #                                             3 replicas, scripts/redis-cluster.sh), stopped
 #                                             with the rest
@@ -36,21 +37,13 @@ fi
 # second) stops sending it traffic first.
 export SEATGATE_SHUTDOWN_GRACE_MS="${SEATGATE_SHUTDOWN_GRACE_MS:-1500}"
 instances="${SEATGATE_UP_INSTANCES:-2}"
+api_port="${SEATGATE_UP_API_PORT:-8081}"
 lb_listen="${SEATGATE_LB_LISTEN:-127.0.0.1:8000}"
 lb_admin="${SEATGATE_LB_ADMIN_LISTEN:-127.0.0.1:9090}"
 workers_metrics="${SEATGATE_WORKERS_METRICS_LISTEN:-127.0.0.1:9100}"
 bin=target/release
 mkdir -p target/up
 cluster_dir=target/up/redis-cluster
-if [ -n "$cluster" ]; then
-  scripts/redis-cluster.sh down "$cluster_dir" # what an interrupted run left
-  SEATGATE_REDIS_CLUSTER_NODES="$(scripts/redis-cluster.sh up "$cluster_dir" | sed -n 's/^SEATGATE_REDIS_CLUSTER_NODES=//p')"
-  export SEATGATE_REDIS_CLUSTER_NODES
-fi
-
-$bin/seatgate migrate
-$bin/seatgate seed-demo
-
 pids=()
 names=()
 stopping=""
@@ -61,7 +54,7 @@ stop_all() {
   stopping=1
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  if [ -n "$cluster" ]; then scripts/redis-cluster.sh down "$cluster_dir"; fi
+  if [ -n "$cluster" ]; then scripts/redis-cluster.sh down "$cluster_dir" && echo "redis cluster stopped."; fi
 }
 on_request() {
   trap - INT TERM
@@ -73,6 +66,18 @@ on_request() {
 }
 trap on_request INT TERM
 trap stop_all EXIT
+
+# The cluster is started only once the traps are set, so a failing migration or seed (or a
+# Ctrl-C) stops it too.
+if [ -n "$cluster" ]; then
+  scripts/redis-cluster.sh down "$cluster_dir" # what an interrupted run left
+  SEATGATE_REDIS_CLUSTER_NODES="$(scripts/redis-cluster.sh up "$cluster_dir" | sed -n 's/^SEATGATE_REDIS_CLUSTER_NODES=//p')"
+  [ -n "$SEATGATE_REDIS_CLUSTER_NODES" ] || { echo "error: the Redis Cluster did not come up" >&2; exit 1; }
+  export SEATGATE_REDIS_CLUSTER_NODES
+fi
+
+$bin/seatgate migrate
+$bin/seatgate seed-demo
 # start NAME LOG COMMAND...: runs one process in the background, its output in LOG.
 start() {
   local name=$1 log=$2
@@ -84,7 +89,7 @@ start() {
 
 upstreams=()
 for i in $(seq 1 "$instances"); do
-  port=$((8080 + i))
+  port=$((api_port + i - 1))
   start "API instance $i" "target/up/api-$i.log" env SEATGATE_LISTEN="127.0.0.1:$port" $bin/seatgate serve
   upstreams+=("http://127.0.0.1:$port")
 done

@@ -26,12 +26,11 @@ pub struct AppState {
     pub layouts: Arc<crate::holds::layout::LayoutCache>,
     /// Seat status per showtime, reused for `SEATGATE_SEATMAP_CACHE_MS` by the seat map.
     pub seat_status: Arc<crate::holds::snapshot::SeatStatusCache>,
-    /// The live seat map's pub/sub subscription and fan-out, shared by every event stream.
+    /// The pub/sub subscription and fan-out shared by every event stream (seat maps,
+    /// reservations, waiting rooms).
     pub live: crate::live::LiveHub,
     /// The key that signs tickets and the keys whose tickets the door accepts.
     pub tickets: Arc<crate::ledger::ticket::TicketKeys>,
-    /// The waiting rooms' pub/sub subscription, shared by every queue stream.
-    pub queue_hub: crate::onsale::live::QueueHub,
     /// Per-client caps on open live streams (seat maps and waiting rooms).
     pub stream_limits: Arc<crate::live::limits::StreamLimits>,
     /// Bounded access to password hashing for register and login.
@@ -51,7 +50,6 @@ impl AppState {
         let amqp = Arc::new(Amqp::new(config.amqp.clone(), names));
         let jwt = Arc::new(JwtKeys::new(&config.auth));
         let live = crate::live::LiveHub::new(keys.clone(), redis.clone(), config.live.clone());
-        let queue_hub = crate::onsale::live::QueueHub::new(keys.clone(), redis.clone(), live.stop_token());
         Self {
             db,
             redis,
@@ -63,7 +61,6 @@ impl AppState {
             seat_status: Arc::new(crate::holds::snapshot::SeatStatusCache::new(config.holds.seatmap_cache)),
             live,
             tickets: Arc::new(crate::ledger::ticket::TicketKeys::new(&config.tickets)),
-            queue_hub,
             stream_limits: Arc::new(crate::live::limits::StreamLimits::new(&config.live)),
             hashing: Arc::new(crate::auth::password::HashLimiter::from_config(&config.auth)),
             config: Arc::new(config),

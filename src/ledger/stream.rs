@@ -147,7 +147,7 @@ impl ReservationSession {
                         self.generation = generation;
                         "resubscribed"
                     }
-                    Ok(Update::Resync(_) | Update::Event(_)) => continue,
+                    Ok(Update::Resync(_) | Update::Event(_) | Update::Queue(_)) => continue,
                     Err(RecvError::Lagged(_)) => "lagged",
                     Err(RecvError::Closed) => return None,
                 },

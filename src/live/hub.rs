@@ -9,11 +9,15 @@
 //! connection drops (or stops answering PING) the task reconnects with back-off and tells every
 //! stream to resend a snapshot, since changes published meanwhile were lost.
 //!
+//! The waiting room's channels (`<prefix>:{st:*}:q:events`, published by the admitter and by
+//! pause/resume) ride the same subscription: each message is decoded once into a
+//! [`QueueEvent`] and sent as [`Update::Queue`] to the queue streams of that showtime.
+//!
 //! On a Redis Cluster the scripts SPUBLISH (sharded pub/sub, which has no patterns), so the task
-//! keeps one RESP3 cluster connection and SSUBSCRIBEs to the channel of each showtime and
-//! reservation someone here watches (on the node of its slot), SUNSUBSCRIBEs when the last stream
-//! of it ends, and starts over (with a resync) when a node's connection is lost
-//! ([`listener`]).
+//! keeps one RESP3 cluster connection and SSUBSCRIBEs to the channel of each showtime, waiting
+//! room and reservation someone here watches (on the node of its slot), SUNSUBSCRIBEs when the
+//! last stream of it ends, and starts over (with a resync) when a node's connection is lost or
+//! stops answering PING ([`listener`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -45,6 +49,19 @@ pub enum Update {
     Resync(u64),
     /// The watched reservation changed status: read it again.
     Changed,
+    /// An event of the watched waiting room.
+    Queue(QueueEvent),
+}
+
+/// What the waiting room's admitter publishes (`lua/queue_admit.lua`, `onsale::store::publish`)
+/// on a showtime's `q:events` channel.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum QueueEvent {
+    Opened { popped: u64 },
+    Admitted { popped: u64 },
+    Paused,
+    Resumed,
 }
 
 /// What a [`Subscription`] listens to.
@@ -52,6 +69,8 @@ pub enum Update {
 enum Topic {
     Showtime(Uuid),
     Reservation(Uuid),
+    /// The waiting room of a showtime.
+    Queue(Uuid),
 }
 
 /// The kinds of seat change the scripts publish.
@@ -266,6 +285,11 @@ impl LiveHub {
         self.subscribe_to(Topic::Reservation(reservation_id), 4)
     }
 
+    /// Starts receiving [`Update::Queue`] for the waiting room of one showtime.
+    pub fn subscribe_queue(&self, showtime_id: Uuid) -> Subscription {
+        self.subscribe_to(Topic::Queue(showtime_id), 64)
+    }
+
     fn subscribe_to(&self, topic: Topic, buffer: usize) -> Subscription {
         if !self.inner.started.swap(true, Ordering::SeqCst) {
             self.spawn(listen(self.inner.clone()));
@@ -295,6 +319,11 @@ impl LiveHub {
         self.wait_for(Topic::Reservation(reservation_id), timeout).await
     }
 
+    /// [`Self::wait_connected`] for a waiting room's channel.
+    pub async fn wait_queue_connected(&self, showtime_id: Uuid, timeout: Duration) -> u64 {
+        self.wait_for(Topic::Queue(showtime_id), timeout).await
+    }
+
     async fn wait_for(&self, topic: Topic, timeout: Duration) -> u64 {
         let ready = async {
             let mut connected = self.inner.connected.subscribe();
@@ -320,6 +349,7 @@ impl Inner {
         match topic {
             Topic::Showtime(id) => self.keys.showtime(id).events,
             Topic::Reservation(id) => self.keys.reservation_events(id),
+            Topic::Queue(id) => self.keys.showtime(id).queue.events,
         }
     }
 
@@ -332,6 +362,9 @@ impl Inner {
     }
 
     fn dispatch(&self, msg: &redis::Msg) {
+        if let Some(showtime_id) = self.keys.showtime_of_queue_events(msg.get_channel_name()) {
+            return self.dispatch_queue(showtime_id, msg);
+        }
         if let Some(reservation_id) = self.keys.reservation_of_events(msg.get_channel_name()) {
             if let Ok(channels) = self.channels.lock()
                 && let Some(tx) = channels.get(&Topic::Reservation(reservation_id))
@@ -360,6 +393,18 @@ impl Inner {
         let id = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
         let _ = tx.send(Update::Event(frame(id, change.r#type.as_str(), &change)));
         metrics::counter!("seatgate_sse_changes_total").increment(1);
+    }
+
+    /// A waiting room's event, decoded once for all the queue streams of its showtime.
+    fn dispatch_queue(&self, showtime_id: Uuid, msg: &redis::Msg) {
+        let Ok(channels) = self.channels.lock() else { return };
+        let Some(tx) = channels.get(&Topic::Queue(showtime_id)) else { return };
+        match serde_json::from_slice::<QueueEvent>(msg.get_payload_bytes()) {
+            Ok(event) => {
+                let _ = tx.send(Update::Queue(event));
+            }
+            Err(e) => tracing::warn!(error = %e, showtime.id = %showtime_id, "undecodable queue event ignored"),
+        }
     }
 }
 
@@ -396,6 +441,24 @@ mod tests {
         assert_eq!(keys.reservation_of_events(&keys.showtime(showtime).events), None);
         assert_eq!(Keys::new("sg2").reservation_of_events(&channel), None);
         assert_eq!(keys.reservation_of_events("sg:{r:nope}:events"), None);
+    }
+
+    #[test]
+    fn the_admitters_events_decode() {
+        let admitted: QueueEvent =
+            serde_json::from_str(r#"{"type":"admitted","count":3,"popped":12,"until_ms":1,"at":2}"#).expect("decodes");
+        assert_eq!(admitted, QueueEvent::Admitted { popped: 12 });
+        assert_eq!(serde_json::from_str::<QueueEvent>(r#"{"type":"paused"}"#).expect("decodes"), QueueEvent::Paused);
+    }
+
+    #[test]
+    fn only_queue_channels_of_the_own_prefix_name_a_showtime() {
+        let keys = Keys::new("sg");
+        let id = Uuid::now_v7();
+        assert_eq!(keys.showtime_of_queue_events(&keys.showtime(id).queue.events), Some(id));
+        assert_eq!(keys.showtime_of_queue_events(&keys.showtime(id).events), None);
+        assert_eq!(keys.showtime_of_events(&keys.showtime(id).queue.events), None, "not a seat events channel");
+        assert_eq!(Keys::new("sg2").showtime_of_queue_events(&keys.showtime(id).queue.events), None);
     }
 
     #[test]

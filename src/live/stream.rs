@@ -151,7 +151,7 @@ impl Session {
                 update = self.sub.rx.recv() => match update {
                     Ok(Update::Event(frame)) => return Some(frame),
                     Ok(Update::Resync(generation)) if generation > self.generation => self.resync = Some(Resync::Resubscribed),
-                    Ok(Update::Resync(_) | Update::Changed) => {}
+                    Ok(Update::Resync(_) | Update::Changed | Update::Queue(_)) => {}
                     Err(RecvError::Lagged(_)) => self.resync = Some(Resync::Lagged),
                     Err(RecvError::Closed) => return None,
                 },

@@ -11,7 +11,8 @@
 //! - `q:seq`   counter of joiners after opening
 //! - `q:state` hash, the admitter's token bucket and the count admitted so far (`popped`)
 //! - `q:lease`, `q:fence`  the admitter's lease and its fencing tokens
-//! - `q:events` pub/sub channel: `opened`, `admitted` (with `popped`), `paused`, `resumed`
+//! - `q:events` pub/sub channel: `opened`, `admitted` (with `popped`), `paused`, `resumed`;
+//!   sharded (SPUBLISH) on a Redis Cluster, so the events stay on the showtime's shard
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -46,10 +47,12 @@ pub async fn forget(conn: &mut Conn, k: &ShowtimeKeys) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Publishes a queue event (pause, resume) to the waiting users' streams.
+/// Publishes a queue event (pause, resume) to the waiting users' streams: PUBLISH on one Redis,
+/// SPUBLISH (to the node of the showtime's slot) on a Redis Cluster, as `lua/queue_admit.lua`.
 pub async fn publish(conn: &mut Conn, k: &ShowtimeKeys, kind: &str) -> anyhow::Result<()> {
     let body = serde_json::json!({ "type": kind }).to_string();
-    let _: () = redis::cmd("PUBLISH").arg(&k.queue.events).arg(body).query_async(conn).await?;
+    let command = if conn.is_cluster() { "SPUBLISH" } else { "PUBLISH" };
+    let _: () = redis::cmd(command).arg(&k.queue.events).arg(body).query_async(conn).await?;
     Ok(())
 }
 

@@ -410,3 +410,108 @@ async fn a_client_too_slow_for_the_buffer_gets_a_snapshot_instead_of_the_missed_
     }
     assert!(changes < 4000);
 }
+
+/// A private Redis Cluster (`scripts/redis-cluster.sh`) that a test may freeze; stopped (and
+/// thawed first) when dropped, so the shared test cluster is never touched.
+struct PrivateCluster {
+    dir: std::path::PathBuf,
+    nodes: Vec<String>,
+    frozen: Vec<String>,
+}
+
+impl PrivateCluster {
+    fn up() -> Self {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = root.join("target").join(format!("redis-cluster-{}", uuid::Uuid::new_v4().simple()));
+        let out = std::process::Command::new(root.join("scripts/redis-cluster.sh"))
+            .arg("up")
+            .arg(&dir)
+            .output()
+            .expect("scripts/redis-cluster.sh runs");
+        assert!(out.status.success(), "the cluster came up: {}", String::from_utf8_lossy(&out.stderr));
+        let nodes = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("redis://"))
+            .map(str::to_owned)
+            .collect();
+        Self { dir, nodes, frozen: Vec::new() }
+    }
+
+    /// The master that owns `channel`'s slot (the one that takes an SPUBLISH to it).
+    async fn owner_of(&self, channel: &str) -> String {
+        for node in &self.nodes[..3] {
+            let client = redis::Client::open(node.as_str()).expect("url");
+            let mut conn = client.get_multiplexed_async_connection().await.expect("node");
+            let owns: redis::RedisResult<i64> =
+                redis::cmd("SPUBLISH").arg(channel).arg("probe").query_async(&mut conn).await;
+            if owns.is_ok() {
+                return node.clone();
+            }
+        }
+        panic!("no master owns the slot of {channel}");
+    }
+
+    fn pid_of(&self, node: &str) -> String {
+        let port = node.rsplit(':').next().expect("port");
+        let pidfile = self.dir.join(format!("node-{port}")).join("redis.pid");
+        std::fs::read_to_string(pidfile).expect("pid file").trim().to_owned()
+    }
+
+    fn signal(pid: &str, signal: &str) {
+        let status = std::process::Command::new("kill").arg(signal).arg(pid).status().expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
+    /// Stops the node's process without closing its connections: a silent node.
+    fn freeze(&mut self, node: &str) {
+        let pid = self.pid_of(node);
+        Self::signal(&pid, "-STOP");
+        self.frozen.push(pid);
+    }
+
+    fn thaw(&mut self) {
+        for pid in self.frozen.drain(..) {
+            Self::signal(&pid, "-CONT");
+        }
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        self.thaw();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let _ = std::process::Command::new(root.join("scripts/redis-cluster.sh")).arg("down").arg(&self.dir).status();
+    }
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn on_a_cluster_a_silent_node_is_noticed_by_ping_and_streams_get_a_fresh_snapshot(db: PgPool) {
+    // A cluster run only (it needs redis-server); the test freezes a node of a cluster of its own.
+    if crate::helpers::test_cluster_nodes().is_empty() {
+        return;
+    }
+    // Arrange: PING every 500 ms, answered within 300 ms; the node is frozen for 1.5 s, well
+    // past one period and one timeout, and short of the cluster's 2 s node timeout (no failover:
+    // nothing but the PING can notice it, no connection closes).
+    let mut cluster = PrivateCluster::up();
+    let mut config = test_config();
+    config.redis.cluster_nodes = cluster.nodes.iter().map(|n| seatgate::config::Secret::new(n.clone())).collect();
+    config.redis.timeout = Duration::from_millis(300);
+    config.live.heartbeat = Duration::from_millis(500);
+    let app = TestApp::spawn_with(db, config).await;
+    let show = show(&app, 2).await;
+    let mut events = Events::open(&app, &show.id, None).await;
+    assert_eq!(events.next_event().await.event(), "snapshot");
+    let generation = app.state.live.generation();
+    let channel = app.state.keys.showtime(show.id.parse().expect("uuid")).events;
+    let owner = cluster.owner_of(&channel).await;
+    // Act
+    cluster.freeze(&owner);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cluster.thaw();
+    // Assert: the subscription was started over (a newer generation) and the stream resent a
+    // snapshot.
+    let resync = events.next_event().await;
+    assert_eq!(resync.event(), "snapshot");
+    assert!(app.state.live.generation() > generation, "the subscription was made again");
+}

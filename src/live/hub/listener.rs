@@ -1,5 +1,5 @@
-//! The hub's subscription task: on one Redis a pattern subscription on a dedicated connection
-//! (with PING), on a Redis Cluster sharded subscriptions to each watched channel; both dispatch
+//! The hub's subscription task: on one Redis a pattern subscription on a dedicated connection,
+//! on a Redis Cluster sharded subscriptions to each watched channel (both PING); both dispatch
 //! to the streams of this process and reconnect, with a resync, when the connection is lost.
 
 use super::*;
@@ -54,7 +54,8 @@ pub(super) async fn listen(inner: Arc<Inner>) {
 
 async fn connect(inner: &Inner) -> anyhow::Result<(PubSubSink, PubSubStream)> {
     let timeout = inner.redis.timeout();
-    let patterns = [inner.keys.events_pattern(), inner.keys.reservation_events_pattern()];
+    let patterns =
+        [inner.keys.events_pattern(), inner.keys.reservation_events_pattern(), inner.keys.queue_events_pattern()];
     let subscribe = async {
         let (mut sink, stream) = inner.redis.client().get_async_pubsub().await?.split();
         sink.psubscribe(&patterns).await?;
@@ -176,16 +177,28 @@ async fn sync_subscriptions(
 }
 
 /// Dispatches sharded messages and follows the watched showtimes until a node's connection is
-/// lost (changes published meanwhile are gone: start over, with a resync) or the hub stops.
+/// lost or stops answering PING (changes published meanwhile are gone: start over, with a
+/// resync) or the hub stops.
 async fn run_sharded(
     inner: &Inner,
     conn: &mut redis::cluster_async::ClusterConnection,
     rx: &mut tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>,
     subscribed: &mut HashSet<Topic>,
 ) -> Ended {
+    let timeout = inner.redis.timeout();
+    // As on one Redis: PING at the heartbeat pace. A cluster PING goes to every master on the
+    // connections that carry the SSUBSCRIBEs, so a node that went silent without closing its
+    // connection (no disconnection push) is noticed within about one period.
+    let period = inner.config.heartbeat.max(Duration::from_millis(500));
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         tokio::select! {
             _ = inner.stop.cancelled() => return Ended::Stopped,
+            _ = ping.tick() => match tokio::time::timeout(timeout, redis::cmd("PING").query_async::<redis::Value>(&mut *conn)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Ended::Lost(format!("PING failed: {e}")),
+                Err(_) => return Ended::Lost(format!("no PING reply within {timeout:?}")),
+            },
             _ = inner.changed.notified() => {
                 if let Err(e) = sync_subscriptions(inner, conn, subscribed).await {
                     return Ended::Lost(e.to_string());
