@@ -8,6 +8,14 @@
 #   scripts/bench.sh queue [args]       100,000 users in a waiting room, admitted at a rate, buying
 #   scripts/bench.sh flood [args]       bogus logins and streams from one client vs 50 real buyers
 #   scripts/bench.sh checkin [args]     two gates scan a 5,000-ticket showtime online
+#   scripts/bench.sh cluster [args]     holds across 64 showtimes and on one hot showtime, on the
+#                                       one Redis and then on a local 3-master Redis Cluster
+#
+# `cluster` runs `holds --showtimes 64` and `holds --showtimes 1` (extra args go to each) on the
+# shared Redis, then starts scripts/redis-cluster.sh (3 masters, 3 replicas, under
+# target/redis-cluster-bench), runs the same two with SEATGATE_REDIS_CLUSTER_NODES set (API and
+# raw phase both in cluster mode), prints the four summaries side by side, and always stops the
+# cluster on exit. Outputs in target/bench/cluster-<stamp>-*.txt.
 #
 # Checks (and starts) PostgreSQL, Redis and RabbitMQ, builds the release binaries, drops and
 # recreates the database seatgate_bench, starts `seatgate serve` on 127.0.0.1:8090 (logs in
@@ -24,12 +32,43 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-  echo "usage: scripts/bench.sh <scenario> [seatgate-bench args]   scenarios: holds, booking, sellout, watchers, queue, flood, checkin" >&2
+  echo "usage: scripts/bench.sh <scenario> [seatgate-bench args]   scenarios: holds, booking, sellout, watchers, queue, flood, checkin, cluster" >&2
   exit 2
 }
 [ $# -ge 1 ] || usage
 scenario=$1
 shift
+
+if [ "$scenario" = cluster ]; then
+  unset SEATGATE_REDIS_CLUSTER_NODES
+  mkdir -p target/bench
+  stamp=$(date -u +%Y%m%dT%H%M%SZ)
+  cluster_dir=target/redis-cluster-bench
+  scripts/redis-cluster.sh down "$cluster_dir" # what an interrupted run left
+  trap 'scripts/redis-cluster.sh down "$cluster_dir"' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  outputs=()
+  for redis in single cluster; do
+    if [ "$redis" = cluster ]; then
+      nodes=$(scripts/redis-cluster.sh up "$cluster_dir" | sed -n 's/^SEATGATE_REDIS_CLUSTER_NODES=//p')
+      [ -n "$nodes" ] || { echo "error: the local Redis Cluster did not start" >&2; exit 1; }
+      export SEATGATE_REDIS_CLUSTER_NODES=$nodes
+    fi
+    for showtimes in 64 1; do
+      out="target/bench/cluster-$stamp-$redis-$showtimes.txt"
+      echo "== holds on $showtimes showtime(s), redis $redis (output: $out)"
+      "$0" holds --showtimes "$showtimes" "$@" | tee "$out"
+      outputs+=("$out")
+    done
+  done
+  echo
+  echo "== summary (median holds/s of each side)"
+  for out in "${outputs[@]}"; do
+    grep -E '^holds: median|^(api|raw) +[0-9]|^ratio' "$out"
+  done
+  exit 0
+fi
 with_workers=0
 case "$scenario" in
   holds | watchers | flood | checkin) ;;

@@ -5,6 +5,12 @@ use seatgate::config::Config;
 use seatgate::startup::{self, Application};
 use seatgate::{auth, infra, seed, telemetry};
 
+/// mimalloc instead of glibc malloc: every request allocates and frees headers, buffers, JSON
+/// and key names, and glibc's allocator (malloc, free, consolidation) was about a fifth of the
+/// API's CPU in the holds profile (docs/SCALING.md), as it was for seatgate-lb (docs/lb.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "seatgate", version, about = "Ticket-booking backend: API server and admin tools")]
 struct Cli {

@@ -24,6 +24,8 @@ pub struct AppState {
     pub accounts: Arc<crate::auth::accounts::AccountCache>,
     /// Showtime layouts, immutable once created, cached in process for the hold path.
     pub layouts: Arc<crate::holds::layout::LayoutCache>,
+    /// The showtime of every recent hold this process made, so releasing it is one command.
+    pub hold_showtimes: Arc<crate::holds::owners::HoldShowtimes>,
     /// Seat status per showtime, reused for `SEATGATE_SEATMAP_CACHE_MS` by the seat map.
     pub seat_status: Arc<crate::holds::snapshot::SeatStatusCache>,
     /// The pub/sub subscription and fan-out shared by every event stream (seat maps,
@@ -58,6 +60,7 @@ impl AppState {
             jwt,
             accounts: Arc::new(crate::auth::accounts::AccountCache::new(config.auth.account_cache)),
             layouts: Arc::default(),
+            hold_showtimes: Arc::default(),
             seat_status: Arc::new(crate::holds::snapshot::SeatStatusCache::new(config.holds.seatmap_cache)),
             live,
             tickets: Arc::new(crate::ledger::ticket::TicketKeys::new(&config.tickets)),

@@ -1,5 +1,7 @@
 //! Scenario `holds`: the hot path of an on-sale. Every virtual user loops "hold 1-4 random
-//! seats, release them at once" on one large showtime, first through the HTTP API
+//! seats, release them at once" on one large showtime (or, with `--showtimes N`, on a showtime
+//! picked at random per hold among N of the same screen: N hash tags, spread over a Redis
+//! Cluster's slots), first through the HTTP API
 //! (`POST /api/v1/showtimes/{id}/holds`, `DELETE /api/v1/holds/{id}`), then straight through
 //! `hold.lua` / `release.lua` via the library's store (the raw baseline), alternating for
 //! `--rounds` rounds. The API/raw ratio of hold attempts per second is what HTTP, auth, JSON
@@ -46,6 +48,10 @@ pub struct HoldsArgs {
     /// `SEATGATE_JWT_SECRET`); otherwise they register through the API.
     #[arg(long, env = "SEATGATE_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Showtimes the holds are spread over (random per hold), each its own hash tag and so its
+    /// own Redis Cluster slot; 1 is one hot showtime.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub showtimes: u32,
     /// Register the users through `POST /api/v1/auth/register` (one argon2 hash each) even when
     /// `--database-url` is known.
     #[arg(long)]
@@ -66,7 +72,7 @@ const PAUSE: Duration = Duration::from_millis(500);
 /// What the API phase needs, made once through the real API.
 struct ApiTarget {
     api: Api,
-    showtime_id: Uuid,
+    showtime_ids: Arc<Vec<Uuid>>,
     seat_ids: Arc<Vec<Uuid>>,
     users: Vec<User>,
 }
@@ -75,8 +81,8 @@ struct ApiTarget {
 struct RawTarget {
     pool: seatgate::infra::redis::RedisPool,
     names: Arc<Keys>,
-    showtime_id: Uuid,
-    keys: Arc<ShowtimeKeys>,
+    /// Each showtime with its keys.
+    showtimes: Arc<Vec<(Uuid, ShowtimeKeys)>>,
     seat_ids: Arc<Vec<Uuid>>,
     holds: HoldConfig,
 }
@@ -96,9 +102,14 @@ pub async fn run(args: HoldsArgs) -> anyhow::Result<()> {
     let target = tokio::time::timeout(SETUP_BUDGET, setup(api, &args))
         .await
         .with_context(|| format!("set-up took longer than {} s", SETUP_BUDGET.as_secs()))??;
-    eprintln!("set-up done in {:.1} s: showtime {}", started.elapsed().as_secs_f64(), target.showtime_id);
+    eprintln!(
+        "set-up done in {:.1} s: {} showtime(s), first {}",
+        started.elapsed().as_secs_f64(),
+        target.showtime_ids.len(),
+        target.showtime_ids[0]
+    );
 
-    let raw = RawTarget::new(&args.redis_url, seats as usize)?;
+    let raw = RawTarget::new(&args.redis_url, seats as usize, args.showtimes as usize)?;
     // Warm before anything else so a Redis that is not there fails before the load starts.
     let warmed = raw.warm().await;
     // Every phase is bounded by its duration plus the request timeout; this is the backstop.
@@ -116,7 +127,7 @@ pub async fn run(args: HoldsArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|_| Err(anyhow::anyhow!("clean-up of the raw keys timed out")));
     let phases = outcome?;
     cleaned?;
-    report::holds_summary(&args, target.showtime_id, &phases);
+    report::holds_summary(&args, target.showtime_ids[0], &phases);
     Ok(())
 }
 
@@ -166,14 +177,20 @@ async fn setup(api: Api, args: &HoldsArgs) -> anyhow::Result<ApiTarget> {
         .create(&admin, &format!("/api/v1/theaters/{theater_id}/screens"), &screen)
         .await
         .context("create the screen")?;
-    let showtime = json!({
-        "movie_id": movie_id,
-        "screen_id": screen_id,
-        "starts_at": tomorrow().format("%Y-%m-%dT%H:%M:00Z").to_string(),
-        "prices": {CATEGORY: 1200},
-        "currency": "EUR",
-    });
-    let (showtime_id, _) = api.create(&admin, "/api/v1/showtimes", &showtime).await.context("create the showtime")?;
+    let mut showtime_ids = Vec::with_capacity(args.showtimes as usize);
+    for i in 0..args.showtimes {
+        // Three hours apart on the one screen, so no two overlap.
+        let starts_at = tomorrow() + chrono::Duration::hours(3 * i64::from(i));
+        let showtime = json!({
+            "movie_id": movie_id,
+            "screen_id": screen_id,
+            "starts_at": starts_at.format("%Y-%m-%dT%H:%M:00Z").to_string(),
+            "prices": {CATEGORY: 1200},
+            "currency": "EUR",
+        });
+        let (id, _) = api.create(&admin, "/api/v1/showtimes", &showtime).await.context("create a showtime")?;
+        showtime_ids.push(id);
+    }
 
     let screen = api
         .call(Method::GET, &format!("/api/v1/screens/{screen_id}"), None, None, StatusCode::OK)
@@ -185,7 +202,7 @@ async fn setup(api: Api, args: &HoldsArgs) -> anyhow::Result<ApiTarget> {
         (Some(url), false) => crate::accounts::seed(url, &run_id, args.load.users).await?.users,
         _ => api::register_users(&api, &run_id, args.load.users, REGISTER_CONCURRENCY).await?,
     };
-    Ok(ApiTarget { api, showtime_id, seat_ids: Arc::new(seat_ids), users })
+    Ok(ApiTarget { api, showtime_ids: Arc::new(showtime_ids), seat_ids: Arc::new(seat_ids), users })
 }
 
 /// Tomorrow, same time: far enough that the showtime does not start during the run.
@@ -201,21 +218,24 @@ fn pick(rng: &mut StdRng, seats: &[Uuid]) -> Vec<Uuid> {
 
 /// `users` tasks hold and release through the API until `duration` has passed.
 async fn api_phase(target: &ApiTarget, users: usize, duration: Duration, round: u32) -> anyhow::Result<Phase> {
-    let hold_url = target.api.url(&format!("/api/v1/showtimes/{}/holds", target.showtime_id));
+    let hold_urls: Arc<Vec<String>> = Arc::new(
+        target.showtime_ids.iter().map(|id| target.api.url(&format!("/api/v1/showtimes/{id}/holds"))).collect(),
+    );
     let release_base = target.api.url("/api/v1/holds/");
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = JoinSet::new();
     for user in target.users.iter().take(users).cloned() {
         let client = target.api.client.clone();
-        let (hold_url, release_base, seats) = (hold_url.clone(), release_base.clone(), target.seat_ids.clone());
+        let (hold_urls, release_base, seats) = (hold_urls.clone(), release_base.clone(), target.seat_ids.clone());
         tasks.spawn(async move {
             let mut rng = StdRng::from_rng(&mut rand::rng());
             let mut tally = Tally::default();
             while Instant::now() < deadline {
                 let body = json!({"seat_ids": pick(&mut rng, &seats)});
+                let hold_url = hold_urls.choose(&mut rng).expect("at least one showtime");
                 let sent = Instant::now();
-                let answer = match client.post(&hold_url).bearer_auth(&user.token).json(&body).send().await {
+                let answer = match client.post(hold_url).bearer_auth(&user.token).json(&body).send().await {
                     Ok(res) => {
                         let status = res.status();
                         res.bytes().await.map(|b| (status, b))
@@ -280,9 +300,8 @@ async fn raw_phase(raw: &RawTarget, users: usize, duration: Duration, round: u32
     let deadline = start + duration;
     let mut tasks = JoinSet::new();
     for _ in 0..users {
-        let (pool, names, keys, seats, holds) =
-            (raw.pool.clone(), raw.names.clone(), raw.keys.clone(), raw.seat_ids.clone(), raw.holds.clone());
-        let showtime_id = raw.showtime_id;
+        let (pool, names, showtimes, seats, holds) =
+            (raw.pool.clone(), raw.names.clone(), raw.showtimes.clone(), raw.seat_ids.clone(), raw.holds.clone());
         tasks.spawn(async move {
             let mut rng = StdRng::from_rng(&mut rand::rng());
             let mut tally = Tally::default();
@@ -291,6 +310,8 @@ async fn raw_phase(raw: &RawTarget, users: usize, duration: Duration, round: u32
             let user = user_id.to_string();
             while Instant::now() < deadline {
                 let chosen = pick(&mut rng, &seats);
+                let (showtime_id, keys) = showtimes.choose(&mut rng).expect("at least one showtime");
+                let showtime_id = *showtime_id;
                 let params = HoldParams {
                     showtime_id,
                     hold_id: names.new_hold_id(showtime_id),
@@ -308,7 +329,7 @@ async fn raw_phase(raw: &RawTarget, users: usize, duration: Duration, round: u32
                         continue;
                     }
                 };
-                let outcome = store::hold(&mut conn, &names, &keys, params, &chosen).await;
+                let outcome = store::hold(&mut conn, &names, keys, params, &chosen).await;
                 let outcome = match outcome {
                     Ok(outcome) => outcome,
                     Err(e) => {
@@ -320,7 +341,7 @@ async fn raw_phase(raw: &RawTarget, users: usize, duration: Duration, round: u32
                 match outcome {
                     HoldOutcome::Held { .. } => {
                         tally.granted += 1;
-                        match store::release(&mut conn, &names, &keys, params.hold_id, &user, false).await {
+                        match store::release(&mut conn, &names, keys, params.hold_id, &user, false).await {
                             Ok(ReleaseOutcome::Released) => {}
                             Ok(other) => tally.error(format!("raw: release {other:?}"), || format!("{other:?}")),
                             Err(e) => tally.error("raw: release.lua failed", || format!("{e:#}")),
@@ -356,8 +377,8 @@ async fn join_all(mut tasks: JoinSet<Tally>) -> anyhow::Result<Vec<Tally>> {
 
 impl RawTarget {
     /// A pool like the API's (same size and timeouts, from the same config defaults), a unique
-    /// key prefix, a random showtime id and random seat ids.
-    fn new(redis_url: &str, seats: usize) -> anyhow::Result<Self> {
+    /// key prefix, `showtimes` random showtime ids and random seat ids.
+    fn new(redis_url: &str, seats: usize, showtimes: usize) -> anyhow::Result<Self> {
         // In cluster mode when the environment says so, like every seatgate process.
         let cluster = std::env::var("SEATGATE_REDIS_CLUSTER_NODES").unwrap_or_default();
         let mut config = Config::from_source(&[
@@ -368,39 +389,46 @@ impl RawTarget {
         config.redis.key_prefix = format!("bench{}", Uuid::new_v4().simple());
         let pool = seatgate::infra::redis::pool(&config.redis)?;
         let names = Keys::new(config.redis.key_prefix.clone());
-        let showtime_id = Uuid::now_v7();
-        let keys = names.showtime(showtime_id);
+        let showtimes = (0..showtimes)
+            .map(|_| {
+                let id = Uuid::now_v7();
+                (id, names.showtime(id))
+            })
+            .collect();
         let seat_ids = (0..seats).map(|_| Uuid::now_v7()).collect();
         Ok(Self {
             pool,
             names: Arc::new(names),
-            showtime_id,
-            keys: Arc::new(keys),
+            showtimes: Arc::new(showtimes),
             seat_ids: Arc::new(seat_ids),
             holds: config.holds,
         })
     }
 
-    /// Caches the showtime's meta and an empty sold set, as the API does on its first hold.
+    /// Caches each showtime's meta and an empty sold set, as the API does on its first hold.
     async fn warm(&self) -> anyhow::Result<()> {
         let mut conn = self.pool.get().await.context("connect to Redis (--redis-url)")?;
         let meta = ShowtimeMeta { starts_at_ms: tomorrow().timestamp_millis(), cancelled: false };
-        store::warm(&mut conn, &self.keys, meta, &[], Duration::from_secs(3600)).await?;
-        // No sale settings (on sale now, no queue), as the API mirrors them on its first hold.
-        let open = seatgate::onsale::store::SaleMirror::open_now(meta.starts_at_ms + 7_200_000);
-        let index = format!("{}-queued", self.keys.holds);
-        seatgate::onsale::store::mirror(&mut conn, &self.keys, &index, Uuid::nil(), &open).await
+        for (_, keys) in self.showtimes.iter() {
+            store::warm(&mut conn, keys, meta, &[], Duration::from_secs(3600)).await?;
+            // No sale settings (on sale now, no queue), as the API mirrors them on its first hold.
+            let open = seatgate::onsale::store::SaleMirror::open_now(meta.starts_at_ms + 7_200_000);
+            let index = format!("{}-queued", keys.holds);
+            seatgate::onsale::store::mirror(&mut conn, keys, &index, Uuid::nil(), &open).await?;
+        }
+        Ok(())
     }
 
-    /// Deletes every key of the raw showtime.
+    /// Deletes every key of the raw showtimes (one DEL per showtime: its keys share a slot).
     async fn cleanup(&self) -> anyhow::Result<()> {
         let mut conn = self.pool.get().await.context("connect to Redis for clean-up")?;
-        let k = &self.keys;
-        let _: i64 = redis::cmd("DEL")
-            .arg(&[&k.holds, &k.expiry, &k.info, &k.users, &k.sold, &k.meta, &k.sale])
-            .query_async(&mut conn)
-            .await
-            .context("delete the raw showtime's keys")?;
+        for (_, k) in self.showtimes.iter() {
+            let _: i64 = redis::cmd("DEL")
+                .arg(&[&k.holds, &k.expiry, &k.info, &k.users, &k.sold, &k.meta, &k.sale])
+                .query_async(&mut conn)
+                .await
+                .context("delete the raw showtime's keys")?;
+        }
         Ok(())
     }
 }

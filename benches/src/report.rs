@@ -33,14 +33,20 @@ pub fn holds_summary(args: &HoldsArgs, showtime_id: Uuid, phases: &[Phase]) {
     let ratio = if raw.holds_per_sec > 0.0 { api.holds_per_sec / raw.holds_per_sec } else { 0.0 };
     let load = &args.load;
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let redis = if std::env::var("SEATGATE_REDIS_CLUSTER_NODES").is_ok_and(|n| !n.trim().is_empty()) {
+        "cluster"
+    } else {
+        "single"
+    };
 
     println!();
     println!(
-        "holds: median of {} rounds, {} users, {} s per phase, {} seats, {cores} cores",
+        "holds: median of {} rounds, {} users, {} s per phase, {} seats, {} showtime(s), redis {redis}, {cores} cores",
         load.rounds,
         load.users,
         load.duration_secs,
-        args.rows * args.seats_per_row
+        args.rows * args.seats_per_row,
+        args.showtimes
     );
     println!("side    holds/s    p50 ms    p99 ms  conflicts  errors");
     for (side, s) in [(Side::Api, &api), (Side::Raw, &raw)] {
@@ -73,6 +79,8 @@ pub fn holds_summary(args: &HoldsArgs, showtime_id: Uuid, phases: &[Phase]) {
         "seats": args.rows * args.seats_per_row,
         "cores": cores,
         "showtime_id": showtime_id,
+        "showtimes": args.showtimes,
+        "redis": redis,
         "api": api,
         "raw": raw,
         "ratio_api_raw": ratio,

@@ -172,6 +172,7 @@ pub async fn create_best_hold(
             metrics::counter!("seatgate_best_available_holds_total", "outcome" => "held").increment(1);
             metrics::counter!("seatgate_seats_held_total").increment(seats.len() as u64);
             tracing::debug!(hold.id = %params.hold_id, "best seats held");
+            state.hold_showtimes.remember(params.hold_id, showtime_id);
             Ok(Hold {
                 hold_id: params.hold_id,
                 showtime_id,

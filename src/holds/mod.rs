@@ -7,6 +7,7 @@
 pub mod best;
 pub mod gate;
 pub mod layout;
+pub mod owners;
 pub mod routes;
 pub mod service;
 pub mod snapshot;

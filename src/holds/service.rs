@@ -158,6 +158,7 @@ pub async fn create_hold(
             metrics::counter!("seatgate_holds_granted_total").increment(1);
             metrics::counter!("seatgate_seats_held_total").increment(req.seat_ids.len() as u64);
             tracing::debug!(hold.id = %params.hold_id, "seats held");
+            state.hold_showtimes.remember(params.hold_id, showtime_id);
             Ok(Hold {
                 hold_id: params.hold_id,
                 showtime_id,
@@ -276,11 +277,16 @@ pub async fn get_hold(state: &AppState, user: AuthUser, hold_id: Uuid) -> Result
     }
 }
 
-/// Gives a hold back; its seats are free at once.
+/// Gives a hold back; its seats are free at once. A hold this instance made is one Redis command
+/// (its showtime is remembered, and `release.lua` checks the owner); any other id is looked up
+/// in the hold index first, which also turns an unknown id into a 404 before any script runs.
 #[tracing::instrument(skip_all, fields(hold.id = %hold_id, user.id = %user.id))]
 pub async fn release_hold(state: &AppState, user: AuthUser, hold_id: Uuid) -> Result<(), ApiError> {
     let mut conn = redis_conn(state).await?;
-    let showtime_id = showtime_of(state, &mut conn, hold_id, user).await?;
+    let showtime_id = match state.hold_showtimes.get(hold_id) {
+        Some(showtime_id) => showtime_id,
+        None => showtime_of(state, &mut conn, hold_id, user).await?,
+    };
     let keys = state.keys.showtime(showtime_id);
     let outcome = store::release(&mut conn, &state.keys, &keys, hold_id, &user.id.to_string(), false)
         .await
@@ -288,11 +294,14 @@ pub async fn release_hold(state: &AppState, user: AuthUser, hold_id: Uuid) -> Re
     state.seat_status.invalidate(showtime_id);
     match outcome {
         ReleaseOutcome::Released => {
+            state.hold_showtimes.forget(hold_id);
             metrics::counter!("seatgate_holds_released_total").increment(1);
             Ok(())
         }
         // The index names the caller, so the hold existed: it expired and was swept.
-        ReleaseOutcome::NotFound => Err(ApiError::HoldExpired),
+        ReleaseOutcome::Expired => Err(ApiError::HoldExpired),
+        // No such hold (released or sold since), or someone else's.
+        ReleaseOutcome::NotFound => Err(NOT_FOUND),
         ReleaseOutcome::Locked => Err(ApiError::Conflict("the hold is checked out; payment is under way".into())),
     }
 }

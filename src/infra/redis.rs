@@ -346,7 +346,9 @@ impl Keys {
     /// that [`Keys::hold_index`] lands in the same slot as the showtime's keys (see
     /// [`super::slots`]).
     pub fn new_hold_id(&self, showtime_id: uuid::Uuid) -> uuid::Uuid {
-        super::slots::id_in_slot(super::slots::slot_of(self.showtime(showtime_id).holds.as_bytes()))
+        // The slot of every showtime key is the slot of its hash tag alone: no need to build
+        // the showtime's dozen key names (as `showtime` does) on every hold.
+        super::slots::id_in_slot(super::slots::slot_of(format!("st:{showtime_id}").as_bytes()))
     }
 
     /// Which showtime (and user) a hold belongs to: holds are addressed by id alone in the API.

@@ -286,3 +286,89 @@ async fn the_sweeper_drops_expired_holds(db: PgPool) {
     let map = app.get(&format!("/api/v1/showtimes/{}/seats", show.id), None).await.json_status(200).await;
     assert!(statuses(&map).iter().all(|(_, s, _)| s == "available"));
 }
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_hold_is_released_through_another_instance_than_the_one_that_made_it(db: PgPool) {
+    // Arrange: two API instances on the same database, Redis prefix and AMQP names, as behind
+    // seatgate-lb; the second one never saw the hold being made.
+    let config = test_config();
+    let maker = TestApp::spawn_with(db.clone(), config.clone()).await;
+    let other = TestApp::spawn_with(db, config).await;
+    let show = show(&maker, &[("A", 2, "standard")]).await;
+    let (alice, bob) = (maker.new_user().await, maker.new_user().await);
+    let body = hold(&maker, &alice, &show, &["A1"]).await.json_status(201).await;
+    let path = format!("/api/v1/holds/{}", body["hold_id"].as_str().expect("id"));
+
+    // Act and assert: someone else's hold and an unknown id are 404 on either instance.
+    other.delete(&path, Some(&bob.token)).await.problem(404).await;
+    maker.delete(&path, Some(&bob.token)).await.problem(404).await;
+    let unknown = format!("/api/v1/holds/{}", Uuid::now_v7());
+    other.delete(&unknown, Some(&alice.token)).await.problem(404).await;
+    maker.delete(&unknown, Some(&alice.token)).await.problem(404).await;
+    // The owner releases it through the other instance; it is gone for both.
+    other.delete(&path, Some(&alice.token)).await.assert_status(204);
+    maker.delete(&path, Some(&alice.token)).await.problem(404).await;
+    other.delete(&path, Some(&alice.token)).await.problem(404).await;
+    hold(&other, &bob, &show, &["A1"]).await.assert_status(201);
+}
+
+/// The commands Redis ran for keys under `prefix` while `act` ran, as MONITOR shows them (name
+/// and first key), without the ones scripts ran inside (`[0 lua]`).
+async fn commands_on<F: std::future::Future<Output = ()>>(app: &TestApp, act: F) -> Vec<String> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let url = app.state.config.redis.url.expose();
+    let addr = url.trim_start_matches("redis://").split('/').next().expect("host:port").to_owned();
+    let prefix = app.state.config.redis.key_prefix.clone();
+    let mut monitor = tokio::net::TcpStream::connect(&addr).await.expect("connect to Redis");
+    monitor.write_all(b"MONITOR\r\n").await.expect("send MONITOR");
+    let mut lines = BufReader::new(monitor).lines();
+    assert_eq!(lines.next_line().await.expect("read").as_deref(), Some("+OK"));
+    act.await;
+    // A marker through another connection: every command of `act` was fed to MONITOR before it.
+    let marker = format!("{prefix}-end-of-act");
+    let mut conn = app.state.redis.get().await.expect("redis");
+    let _: String = deadpool_redis::redis::cmd("ECHO").arg(&marker).query_async(&mut conn).await.expect("ECHO");
+    let mut seen = Vec::new();
+    let deadline = Duration::from_secs(10);
+    while let Some(line) = tokio::time::timeout(deadline, lines.next_line()).await.expect("MONITOR").expect("read") {
+        if line.contains(&marker) {
+            break;
+        }
+        if line.contains(&prefix) && !line.contains(" lua]") {
+            let words: Vec<&str> = line.split("] ").nth(1).unwrap_or("").split(' ').take(4).collect();
+            seen.push(words.join(" ").to_lowercase());
+        }
+    }
+    seen
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_hold_and_its_release_are_one_redis_command_each(db: PgPool) {
+    let config = test_config();
+    if !config.redis.cluster_nodes.is_empty() {
+        // MONITOR shows one node's commands; the count is the same against one Redis.
+        return;
+    }
+    // Arrange: the showtime's cache is warm (its first hold warms it).
+    let app = TestApp::spawn_with(db, config).await;
+    let show = show(&app, &[("A", 2, "standard")]).await;
+    let alice = app.new_user().await;
+    let first = hold(&app, &alice, &show, &["A2"]).await.json_status(201).await;
+    let first = format!("/api/v1/holds/{}", first["hold_id"].as_str().expect("id"));
+    app.delete(&first, Some(&alice.token)).await.assert_status(204);
+
+    // Act
+    let mut path = String::new();
+    let on_hold = commands_on(&app, async {
+        let body = hold(&app, &alice, &show, &["A1"]).await.json_status(201).await;
+        path = format!("/api/v1/holds/{}", body["hold_id"].as_str().expect("id"));
+    })
+    .await;
+    let on_release = commands_on(&app, async { app.delete(&path, Some(&alice.token)).await.assert_status(204) }).await;
+
+    // Assert
+    assert_eq!(on_hold.len(), 1, "{on_hold:?}");
+    assert!(on_hold[0].starts_with("\"evalsha\""), "{on_hold:?}");
+    assert_eq!(on_release.len(), 1, "{on_release:?}");
+    assert!(on_release[0].starts_with("\"evalsha\""), "{on_release:?}");
+}

@@ -105,6 +105,8 @@ pub enum ReleaseOutcome {
     NotFound,
     /// A checkout or payment is running for it.
     Locked,
+    /// Its data is gone (expired and swept) but its index still names this user.
+    Expired,
 }
 
 /// Result of `extend.lua`.
@@ -194,7 +196,9 @@ pub async fn hold(
     })
 }
 
-/// The owner gives a hold back; `force` also releases one in checkout (payment workers).
+/// The owner gives a hold back; `force` also releases one in checkout (payment workers). One
+/// command: the script checks the owner and reads the index itself, so no [`indexed`] is needed
+/// first when the showtime is known.
 #[tracing::instrument(skip_all, fields(hold.id = %hold_id))]
 pub async fn release(
     conn: &mut Conn,
@@ -212,6 +216,7 @@ pub async fn release(
         "ok" => ReleaseOutcome::Released,
         "not_found" => ReleaseOutcome::NotFound,
         "locked" => ReleaseOutcome::Locked,
+        "expired" => ReleaseOutcome::Expired,
         other => bail!("release.lua answered {other:?}"),
     })
 }
