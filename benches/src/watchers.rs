@@ -87,7 +87,7 @@ pub async fn run(args: WatchersArgs) -> anyhow::Result<()> {
         None
     } else {
         eprintln!("baseline: {} s of holds with no stream open...", args.duration_secs);
-        let load = hold_phase(&api, showtime_id, &holders, &seats, &sent, per_holder, duration).await?;
+        let load = hold_phase(&api_url, showtime_id, &holders, &seats, &sent, per_holder, duration).await?;
         // Let the last releases settle before the watchers' snapshots.
         tokio::time::sleep(Duration::from_secs(1)).await;
         Some(load)
@@ -138,7 +138,7 @@ pub async fn run(args: WatchersArgs) -> anyhow::Result<()> {
 
     // Phase 2: the load with every stream open.
     let (api_cpu_start, own_cpu_start) = (cpu_secs(args.api_pid), cpu_secs(Some(std::process::id())));
-    let loaded = hold_phase(&api, showtime_id, &holders, &seats, &sent, per_holder, duration).await?;
+    let loaded = hold_phase(&api_url, showtime_id, &holders, &seats, &sent, per_holder, duration).await?;
     let (load_secs, holds_done, hold_errors) = (loaded.secs, loaded.latencies_us.len() as u64, loaded.errors);
     let hold_latencies = loaded.latencies_us;
     let cpu_share = |start: Option<f64>, pid: Option<u32>| Some((cpu_secs(pid)? - start?) / load_secs);
@@ -337,9 +337,12 @@ struct HoldPhase {
     secs: f64,
 }
 
-/// Every holder on its own slice of seats, paced, for `duration`.
+/// Every holder on its own slice of seats, paced, for `duration`. The holders run on their own
+/// thread, runtime and HTTP client: a real holder is not on the watchers' machine, and on the
+/// watchers' runtime each hold's reply would wait behind 2,000 watcher tasks woken by the
+/// same change, which is this process' queueing, not the API's.
 async fn hold_phase(
-    api: &Api,
+    api_url: &reqwest::Url,
     showtime_id: Uuid,
     holders: &[User],
     seats: &[Uuid],
@@ -347,22 +350,35 @@ async fn hold_phase(
     per_holder: Duration,
     duration: Duration,
 ) -> anyhow::Result<HoldPhase> {
-    let slice = seats.len() / holders.len();
-    let mut holds = JoinSet::new();
-    let start = Instant::now();
-    for (i, user) in holders.iter().cloned().enumerate() {
-        let mine: Vec<Uuid> = seats[i * slice..(i + 1) * slice].to_vec();
-        let (api, sent) = (api.clone(), sent.clone());
-        holds.spawn(async move { hold_loop(&api, showtime_id, &user, &mine, &sent, per_holder, duration).await });
-    }
-    let (mut latencies_us, mut errors) = (Vec::new(), 0u64);
-    while let Some(joined) = holds.join_next().await {
-        let (latencies, e) = joined.context("a holder panicked")?;
-        latencies_us.extend(latencies);
-        errors += e;
-    }
-    latencies_us.sort_unstable();
-    Ok(HoldPhase { latencies_us, errors, secs: start.elapsed().as_secs_f64() })
+    let (api_url, holders, seats, sent) = (api_url.clone(), holders.to_vec(), seats.to_vec(), sent.clone());
+    let thread = std::thread::Builder::new().name("holders".into()).spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("holders' runtime")?;
+        runtime.block_on(async move {
+            let api = Api::new(api::client(holders.len() as u32)?, &api_url);
+            let slice = seats.len() / holders.len();
+            let mut holds = JoinSet::new();
+            let start = Instant::now();
+            for (i, user) in holders.into_iter().enumerate() {
+                let mine: Vec<Uuid> = seats[i * slice..(i + 1) * slice].to_vec();
+                let (api, sent) = (api.clone(), sent.clone());
+                holds.spawn(
+                    async move { hold_loop(&api, showtime_id, &user, &mine, &sent, per_holder, duration).await },
+                );
+            }
+            let (mut latencies_us, mut errors) = (Vec::new(), 0u64);
+            while let Some(joined) = holds.join_next().await {
+                let (latencies, e) = joined.context("a holder panicked")?;
+                latencies_us.extend(latencies);
+                errors += e;
+            }
+            latencies_us.sort_unstable();
+            Ok(HoldPhase { latencies_us, errors, secs: start.elapsed().as_secs_f64() })
+        })
+    })?;
+    tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .context("join the holders' thread")?
+        .map_err(|_| anyhow::anyhow!("the holders' thread panicked"))?
 }
 
 /// One holder: hold a seat of its slice, release it, next seat, at its pace, until `duration`.
