@@ -8,7 +8,9 @@
 //! (hold request sent -> event read by the watcher: what a user watching the map waits). The
 //! API's resident memory comes from `/proc/<pid>/status` before the watchers connect, once they
 //! all have their snapshot, and at the end; the difference over the count is the memory per
-//! open stream. No raw baseline: the figure is the fan-out itself.
+//! open stream. Before any watcher connects, the same holders run the same load for the same
+//! time with no stream open (unless `--skip-baseline`): that phase's hold latency is the
+//! baseline, and the report sets the two side by side (with / without streams).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +46,9 @@ pub struct WatchersArgs {
     /// Seats of the benchmark screen (one row per 20).
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(20..=5000))]
     pub seats: u32,
+    /// Skip the first phase (the same load with no stream open, the hold latency baseline).
+    #[arg(long)]
+    pub skip_baseline: bool,
     /// The API's process id, for its memory from /proc (scripts/bench.sh sets it).
     #[arg(long, env = "SEATGATE_BENCH_API_PID")]
     pub api_pid: Option<u32>,
@@ -74,6 +79,19 @@ pub async fn run(args: WatchersArgs) -> anyhow::Result<()> {
     eprintln!("setting up through {api_url} ({} watchers, {} holders)...", args.watchers, args.holders);
     let (showtime_id, seats, holders) =
         tokio::time::timeout(SETUP_BUDGET, setup(&api, &args)).await.context("set-up took too long")??;
+    let duration = Duration::from_secs(args.duration_secs);
+    let per_holder = Duration::from_secs_f64(f64::from(args.holders) / f64::from(args.holds_per_sec));
+    let sent: Sent = Arc::default();
+    // Phase 1: the same load with no stream open, on the same API, seats and users.
+    let baseline = if args.skip_baseline {
+        None
+    } else {
+        eprintln!("baseline: {} s of holds with no stream open...", args.duration_secs);
+        let load = hold_phase(&api_url, showtime_id, &holders, &seats, &sent, per_holder, duration).await?;
+        // Let the last releases settle before the watchers' snapshots.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Some(load)
+    };
     let rss_before = rss_kib(args.api_pid);
 
     // Watchers: one connection each, no pooling (a stream never gives its connection back).
@@ -85,7 +103,6 @@ pub async fn run(args: WatchersArgs) -> anyhow::Result<()> {
         .build()
         .context("build the watchers' client")?;
     let url = api.url(&format!("/api/v1/showtimes/{showtime_id}/seats/events"));
-    let sent: Sent = Arc::default();
     let ready = Arc::new(AtomicU64::new(0));
     // A state, not a notification: a watcher busy with a frame when it flips still sees it.
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
@@ -119,28 +136,11 @@ pub async fn run(args: WatchersArgs) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_connected = rss_kib(args.api_pid);
 
-    // Holders.
-    let duration = Duration::from_secs(args.duration_secs);
-    let per_holder = Duration::from_secs_f64(f64::from(args.holders) / f64::from(args.holds_per_sec));
-    let slice = seats.len() / args.holders as usize;
-    let mut holds = JoinSet::new();
+    // Phase 2: the load with every stream open.
     let (api_cpu_start, own_cpu_start) = (cpu_secs(args.api_pid), cpu_secs(Some(std::process::id())));
-    let load_start = Instant::now();
-    for (i, user) in holders.into_iter().enumerate() {
-        let mine: Vec<Uuid> = seats[i * slice..(i + 1) * slice].to_vec();
-        let (api, sent) = (api.clone(), sent.clone());
-        holds.spawn(async move { hold_loop(&api, showtime_id, &user, &mine, &sent, per_holder, duration).await });
-    }
-    let mut hold_latencies = Vec::new();
-    let mut hold_errors = 0u64;
-    let mut holds_done = 0u64;
-    while let Some(joined) = holds.join_next().await {
-        let (latencies, errors) = joined.context("a holder panicked")?;
-        holds_done += latencies.len() as u64;
-        hold_latencies.extend(latencies);
-        hold_errors += errors;
-    }
-    let load_secs = load_start.elapsed().as_secs_f64();
+    let loaded = hold_phase(&api_url, showtime_id, &holders, &seats, &sent, per_holder, duration).await?;
+    let (load_secs, holds_done, hold_errors) = (loaded.secs, loaded.latencies_us.len() as u64, loaded.errors);
+    let hold_latencies = loaded.latencies_us;
     let cpu_share = |start: Option<f64>, pid: Option<u32>| Some((cpu_secs(pid)? - start?) / load_secs);
     let api_cpu = cpu_share(api_cpu_start, args.api_pid);
     let own_cpu = cpu_share(own_cpu_start, Some(std::process::id()));
@@ -168,7 +168,6 @@ pub async fn run(args: WatchersArgs) -> anyhow::Result<()> {
         }
     }
     seen.delays_us.sort_unstable();
-    hold_latencies.sort_unstable();
     let expected_held = holds_done * u64::from(args.watchers);
     let per_conn = |rss: Option<u64>| match (rss_before, rss) {
         (Some(before), Some(after)) => Some((after.saturating_sub(before)) as f64 * 1024.0 / f64::from(args.watchers)),
@@ -185,6 +184,12 @@ pub async fn run(args: WatchersArgs) -> anyhow::Result<()> {
         "hold_errors": hold_errors,
         "hold_p50_ms": percentile_ms(&hold_latencies, 50.0),
         "hold_p99_ms": percentile_ms(&hold_latencies, 99.0),
+        "baseline_holds": baseline.as_ref().map(|b| b.latencies_us.len()),
+        "baseline_hold_errors": baseline.as_ref().map(|b| b.errors),
+        "baseline_hold_p50_ms": baseline.as_ref().map(|b| percentile_ms(&b.latencies_us, 50.0)),
+        "baseline_hold_p99_ms": baseline.as_ref().map(|b| percentile_ms(&b.latencies_us, 99.0)),
+        "hold_p50_ratio": baseline.as_ref().map(|b| percentile_ms(&hold_latencies, 50.0) / percentile_ms(&b.latencies_us, 50.0)),
+        "hold_p99_ratio": baseline.as_ref().map(|b| percentile_ms(&hold_latencies, 99.0) / percentile_ms(&b.latencies_us, 99.0)),
         "held_events_expected": expected_held,
         "held_events_seen": seen.held,
         "other_events_seen": seen.other,
@@ -205,8 +210,9 @@ pub async fn run(args: WatchersArgs) -> anyhow::Result<()> {
         "api_rss_bytes_per_stream_loaded": per_conn(rss_loaded),
     });
     print_report(&report);
-    if watcher_errors > 0 || hold_errors > 0 {
-        bail!("{watcher_errors} watcher errors, {hold_errors} hold errors");
+    let baseline_errors = baseline.as_ref().map_or(0, |b| b.errors);
+    if watcher_errors > 0 || hold_errors > 0 || baseline_errors > 0 {
+        bail!("{watcher_errors} watcher errors, {hold_errors} hold errors ({baseline_errors} without streams)");
     }
     Ok(())
 }
@@ -223,6 +229,18 @@ fn print_report(r: &Value) {
         r["hold_p50_ms"].as_f64().unwrap_or(0.0),
         r["hold_p99_ms"].as_f64().unwrap_or(0.0),
         r["hold_errors"],
+    );
+    let ms = |v: &Value| v.as_f64().map_or("n/a".to_owned(), |m| format!("{m:.2} ms"));
+    let ratio = |v: &Value| v.as_f64().map_or("n/a".to_owned(), |x| format!("{x:.2}x"));
+    println!(
+        "hold latency without streams / with {} streams: p50 {} / {} ({}), p99 {} / {} ({})",
+        r["watchers"],
+        ms(&r["baseline_hold_p50_ms"]),
+        ms(&r["hold_p50_ms"]),
+        ratio(&r["hold_p50_ratio"]),
+        ms(&r["baseline_hold_p99_ms"]),
+        ms(&r["hold_p99_ms"]),
+        ratio(&r["hold_p99_ratio"]),
     );
     println!(
         "held events seen {} of {} expected (resync snapshots {}, unmatched {}, watcher errors {})",
@@ -309,6 +327,58 @@ async fn setup(api: &Api, args: &WatchersArgs) -> anyhow::Result<(Uuid, Vec<Uuid
         holders.push(api.register(&run_id, i).await?);
     }
     Ok((showtime_id, seats, holders))
+}
+
+/// What one hold phase measured.
+struct HoldPhase {
+    /// Latency of every successful hold, sorted, in microseconds.
+    latencies_us: Vec<u64>,
+    errors: u64,
+    secs: f64,
+}
+
+/// Every holder on its own slice of seats, paced, for `duration`. The holders run on their own
+/// thread, runtime and HTTP client: a real holder is not on the watchers' machine, and on the
+/// watchers' runtime each hold's reply would wait behind 2,000 watcher tasks woken by the
+/// same change, which is this process' queueing, not the API's.
+async fn hold_phase(
+    api_url: &reqwest::Url,
+    showtime_id: Uuid,
+    holders: &[User],
+    seats: &[Uuid],
+    sent: &Sent,
+    per_holder: Duration,
+    duration: Duration,
+) -> anyhow::Result<HoldPhase> {
+    let (api_url, holders, seats, sent) = (api_url.clone(), holders.to_vec(), seats.to_vec(), sent.clone());
+    let thread = std::thread::Builder::new().name("holders".into()).spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("holders' runtime")?;
+        runtime.block_on(async move {
+            let api = Api::new(api::client(holders.len() as u32)?, &api_url);
+            let slice = seats.len() / holders.len();
+            let mut holds = JoinSet::new();
+            let start = Instant::now();
+            for (i, user) in holders.into_iter().enumerate() {
+                let mine: Vec<Uuid> = seats[i * slice..(i + 1) * slice].to_vec();
+                let (api, sent) = (api.clone(), sent.clone());
+                holds.spawn(
+                    async move { hold_loop(&api, showtime_id, &user, &mine, &sent, per_holder, duration).await },
+                );
+            }
+            let (mut latencies_us, mut errors) = (Vec::new(), 0u64);
+            while let Some(joined) = holds.join_next().await {
+                let (latencies, e) = joined.context("a holder panicked")?;
+                latencies_us.extend(latencies);
+                errors += e;
+            }
+            latencies_us.sort_unstable();
+            Ok(HoldPhase { latencies_us, errors, secs: start.elapsed().as_secs_f64() })
+        })
+    })?;
+    tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .context("join the holders' thread")?
+        .map_err(|_| anyhow::anyhow!("the holders' thread panicked"))?
 }
 
 /// One holder: hold a seat of its slice, release it, next seat, at its pace, until `duration`.

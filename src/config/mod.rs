@@ -170,6 +170,11 @@ pub struct LiveConfig {
     /// `SEATGATE_SSE_BUFFER`: seat changes queued per showtime for a slow client; one that
     /// falls further behind gets a fresh snapshot instead.
     pub buffer: usize,
+    /// `SEATGATE_SSE_COALESCE_MS` (50): a showtime's changes are gathered for this long and
+    /// reach each stream as one write, so a burst of changes wakes every stream once, not once
+    /// per change, and the fan-out does not queue ahead of API requests once per change. 0
+    /// sends each change at once.
+    pub coalesce: Duration,
     /// `SEATGATE_SSE_MAX_PER_IP` (32): streams one client IP may hold open on an instance.
     pub max_per_ip: usize,
     /// `SEATGATE_SSE_MAX_PER_USER` (4): streams one signed-in user may hold open on an instance.
@@ -345,6 +350,7 @@ impl Config {
             max_connections: positive(env, "SEATGATE_SSE_MAX_CONNECTIONS", 10_000)?,
             heartbeat: Duration::from_millis(positive(env, "SEATGATE_SSE_HEARTBEAT_MS", 15_000)?),
             buffer: positive(env, "SEATGATE_SSE_BUFFER", 256)?,
+            coalesce: Duration::from_millis(var_or(env, "SEATGATE_SSE_COALESCE_MS", 50)?),
             max_per_ip: positive(env, "SEATGATE_SSE_MAX_PER_IP", 32)?,
             max_per_user: positive(env, "SEATGATE_SSE_MAX_PER_USER", 4)?,
         };

@@ -324,18 +324,6 @@ pub async fn seat_map_json(
     snapshot.render_json(&layout, user.map(|u| u.id.to_string()).as_deref())
 }
 
-/// The seat map as anonymous callers see it, read at or after `since` (see
-/// [`SeatStatusCache::get_since`](super::snapshot::SeatStatusCache::get_since)): what a live
-/// stream sends after subscribing.
-pub async fn seat_map_since(
-    state: &AppState,
-    showtime_id: Uuid,
-    since: std::time::Instant,
-) -> Result<SeatMap, ApiError> {
-    let (snapshot, layout) = seat_snapshot(state, showtime_id, Some(since)).await?;
-    Ok(snapshot.render(&layout, None))
-}
-
 /// The showtime's current seat status (at most `SEATGATE_SEATMAP_CACHE_MS` old, never older
 /// than this instance's last change to it, and read no earlier than `since`) and its layout.
 pub async fn seat_snapshot(

@@ -1,8 +1,12 @@
 //! One Redis pub/sub subscription per process, shared by every event stream of the process.
 //!
 //! A background task PSUBSCRIBEs to `<prefix>:{st:*}:events`, turns each message into an SSE
-//! frame once (with the next id of the process-wide sequence) and sends it to the
-//! `tokio::sync::broadcast` channel of its showtime, if anyone watches that showtime. The same
+//! frame once (with the next id of the process-wide sequence) and, if anyone watches that
+//! showtime, adds it to the showtime's batch. A batch goes to the showtime's
+//! `tokio::sync::broadcast` channel `SEATGATE_SSE_COALESCE_MS` after its first change, as one
+//! [`Update::Event`]: each stream then wakes and writes once per batch, not once per change.
+//! With 2,000 streams, one wake-up of every stream per change queued ahead of the API requests
+//! served by the same workers and made a hold 10-15 times slower (docs/BENCHMARKS.md). The same
 //! subscription carries the reservations' channels (`<prefix>:{r:*}:events`, published by the
 //! ledger after each commit that settles one): a message there becomes [`Update::Changed`] for
 //! the streams of that reservation, if any stream of this process watches it. When the
@@ -42,7 +46,7 @@ use listener::listen;
 /// What the hub sends to the streams of one showtime.
 #[derive(Clone, Debug)]
 pub enum Update {
-    /// A seat change, already framed as SSE (shared by every stream).
+    /// One or more seat changes in order, already framed as SSE (shared by every stream).
     Event(Bytes),
     /// The pub/sub connection was (re)established as this generation: changes may have been
     /// missed before it, so streams with an older snapshot must send a new one.
@@ -130,6 +134,15 @@ struct Inner {
     redis: RedisPool,
     config: LiveConfig,
     channels: Mutex<HashMap<Topic, broadcast::Sender<Update>>>,
+    /// Framed changes per showtime not yet sent (see `SEATGATE_SSE_COALESCE_MS`). Locked
+    /// before `channels` whenever both are held, and held while a batch is sent, so a
+    /// [`Update::Resync`] never overtakes a batch of changes published before it.
+    batches: Mutex<HashMap<Uuid, Batch>>,
+    /// A first change went into an empty `batches`: the flusher starts a period.
+    batched: tokio::sync::Notify,
+    /// The latest `snapshot` data of each watched showtime, shared by the streams that send it
+    /// (see [`LiveHub::snapshot_data`]).
+    snapshots: Mutex<HashMap<Uuid, SharedSnapshot>>,
     seq: AtomicU64,
     connections: AtomicUsize,
     started: AtomicBool,
@@ -149,6 +162,21 @@ impl std::fmt::Debug for LiveHub {
         f.debug_struct("LiveHub").field("connections", &self.connections()).finish_non_exhaustive()
     }
 }
+
+/// Changes in one batch at most: a fuller batch goes out at once. It bounds what a showtime's
+/// channel holds (`SEATGATE_SSE_BUFFER` batches) and keeps "too slow for the buffer" meaning a
+/// client that fell behind by that many batches, even when changes come faster than a period.
+pub const MAX_BATCH_CHANGES: usize = 64;
+
+/// A showtime's framed changes not yet sent.
+#[derive(Default)]
+struct Batch {
+    frames: Vec<u8>,
+    changes: usize,
+}
+
+/// A seat status read and the `snapshot` data rendered from it, once, for every stream.
+type SharedSnapshot = (Arc<crate::holds::snapshot::Snapshot>, Arc<std::sync::OnceLock<Bytes>>);
 
 /// The instance already serves `SEATGATE_SSE_MAX_CONNECTIONS` streams.
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +210,11 @@ impl Drop for Subscription {
             // Our receiver still counts until this function returns.
             if channels.get(&self.topic).is_some_and(|tx| tx.receiver_count() <= 1) {
                 channels.remove(&self.topic);
+                if let Topic::Showtime(id) = self.topic
+                    && let Ok(mut snapshots) = self.hub.inner.snapshots.lock()
+                {
+                    snapshots.remove(&id);
+                }
                 if self.hub.inner.sharded {
                     self.hub.inner.changed.notify_one();
                 }
@@ -204,6 +237,9 @@ impl LiveHub {
                 redis,
                 config,
                 channels: Mutex::default(),
+                batches: Mutex::default(),
+                batched: tokio::sync::Notify::new(),
+                snapshots: Mutex::default(),
                 seq: AtomicU64::new(0),
                 connections: AtomicUsize::new(0),
                 started: AtomicBool::new(false),
@@ -293,6 +329,9 @@ impl LiveHub {
     fn subscribe_to(&self, topic: Topic, buffer: usize) -> Subscription {
         if !self.inner.started.swap(true, Ordering::SeqCst) {
             self.spawn(listen(self.inner.clone()));
+            if !self.inner.config.coalesce.is_zero() {
+                self.spawn(flush_batches(self.inner.clone()));
+            }
         }
         let rx = match self.inner.channels.lock() {
             Ok(mut channels) => {
@@ -337,6 +376,28 @@ impl LiveHub {
         tokio::time::timeout(timeout, ready).await.unwrap_or(0)
     }
 
+    /// The `snapshot` data (JSON) of a seat status read, rendered once per read and shared by
+    /// every stream that sends it: streams opening together get one read (the seat status
+    /// cache's), and now one rendering too, instead of a 120 KB copy each for 1,000 seats.
+    pub fn snapshot_data(
+        &self,
+        showtime_id: Uuid,
+        read: &Arc<crate::holds::snapshot::Snapshot>,
+        render: impl FnOnce() -> Bytes,
+    ) -> Bytes {
+        let slot = match self.inner.snapshots.lock() {
+            Ok(mut snapshots) => {
+                let entry = snapshots.entry(showtime_id).or_insert_with(|| (Arc::clone(read), Arc::default()));
+                if !Arc::ptr_eq(&entry.0, read) {
+                    *entry = (Arc::clone(read), Arc::default());
+                }
+                Arc::clone(&entry.1)
+            }
+            Err(_) => Arc::default(),
+        };
+        slot.get_or_init(render).clone()
+    }
+
     /// The current generation of the subscription (0 while not subscribed).
     pub fn generation(&self) -> u64 {
         self.inner.connected.borrow().unwrap_or(0)
@@ -353,11 +414,59 @@ impl Inner {
         }
     }
 
+    /// Sends `update` to every stream, after the batches not yet sent.
     fn broadcast_all(&self, update: Update) {
-        if let Ok(channels) = self.channels.lock() {
-            for tx in channels.values() {
-                let _ = tx.send(update.clone());
+        let Ok(mut batches) = self.batches.lock() else { return };
+        let Ok(channels) = self.channels.lock() else { return };
+        Self::send_batches(&mut batches, &channels);
+        for tx in channels.values() {
+            let _ = tx.send(update.clone());
+        }
+    }
+
+    /// Sends every showtime's batch of changes to its streams.
+    fn flush(&self) {
+        let Ok(mut batches) = self.batches.lock() else { return };
+        let Ok(channels) = self.channels.lock() else { return };
+        Self::send_batches(&mut batches, &channels);
+    }
+
+    fn send_batches(batches: &mut HashMap<Uuid, Batch>, channels: &HashMap<Topic, broadcast::Sender<Update>>) {
+        for (showtime_id, batch) in batches.drain() {
+            Self::send_batch(channels, showtime_id, batch);
+        }
+    }
+
+    fn send_batch(channels: &HashMap<Topic, broadcast::Sender<Update>>, showtime_id: Uuid, batch: Batch) {
+        if let Some(tx) = channels.get(&Topic::Showtime(showtime_id)) {
+            let _ = tx.send(Update::Event(Bytes::from(batch.frames)));
+        }
+    }
+
+    /// A framed change for the streams of `showtime_id`: sent at once, or added to its batch.
+    fn publish(&self, showtime_id: Uuid, frame: Bytes) {
+        if self.config.coalesce.is_zero() {
+            if let Ok(channels) = self.channels.lock()
+                && let Some(tx) = channels.get(&Topic::Showtime(showtime_id))
+            {
+                let _ = tx.send(Update::Event(frame));
             }
+            return;
+        }
+        let Ok(mut batches) = self.batches.lock() else { return };
+        let first = batches.is_empty();
+        let batch = batches.entry(showtime_id).or_default();
+        batch.frames.extend_from_slice(&frame);
+        batch.changes += 1;
+        if batch.changes >= MAX_BATCH_CHANGES
+            && let Some(full) = batches.remove(&showtime_id)
+            && let Ok(channels) = self.channels.lock()
+        {
+            Self::send_batch(&channels, showtime_id, full);
+        }
+        drop(batches);
+        if first {
+            self.batched.notify_one();
         }
     }
 
@@ -374,9 +483,11 @@ impl Inner {
             return;
         }
         let Some(showtime_id) = self.keys.showtime_of_events(msg.get_channel_name()) else { return };
-        let Ok(channels) = self.channels.lock() else { return };
         // Nobody here watches this showtime: nothing to frame.
-        let Some(tx) = channels.get(&Topic::Showtime(showtime_id)) else { return };
+        let watched = self.channels.lock().is_ok_and(|c| c.contains_key(&Topic::Showtime(showtime_id)));
+        if !watched {
+            return;
+        }
         let published: Published = match serde_json::from_slice(msg.get_payload_bytes()) {
             Ok(p) => p,
             Err(e) => {
@@ -391,7 +502,7 @@ impl Inner {
             at: DateTime::from_timestamp_millis(published.at).unwrap_or_else(Utc::now),
         };
         let id = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
-        let _ = tx.send(Update::Event(frame(id, change.r#type.as_str(), &change)));
+        self.publish(showtime_id, frame(id, change.r#type.as_str(), &change));
         metrics::counter!("seatgate_sse_changes_total").increment(1);
     }
 
@@ -404,6 +515,21 @@ impl Inner {
                 let _ = tx.send(Update::Queue(event));
             }
             Err(e) => tracing::warn!(error = %e, showtime.id = %showtime_id, "undecodable queue event ignored"),
+        }
+    }
+}
+
+/// Sends the batches of changes `SEATGATE_SSE_COALESCE_MS` after the first change of each
+/// period, until the hub stops.
+async fn flush_batches(inner: Arc<Inner>) {
+    loop {
+        tokio::select! {
+            _ = inner.stop.cancelled() => return,
+            _ = inner.batched.notified() => {}
+        }
+        tokio::select! {
+            _ = inner.stop.cancelled() => return,
+            _ = tokio::time::sleep(inner.config.coalesce) => inner.flush(),
         }
     }
 }

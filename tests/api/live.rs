@@ -515,3 +515,39 @@ async fn on_a_cluster_a_silent_node_is_noticed_by_ping_and_streams_get_a_fresh_s
     assert_eq!(resync.event(), "snapshot");
     assert!(app.state.live.generation() > generation, "the subscription was made again");
 }
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_burst_of_changes_arrives_batched_in_order_each_with_its_own_id(db: PgPool) {
+    // Arrange: a long coalescing period, so the whole burst falls into batches.
+    let mut config = test_config();
+    config.live.coalesce = Duration::from_millis(200);
+    let app = TestApp::spawn_with(db, config).await;
+    let show = show(&app, 2).await;
+    let mut events = Events::open(&app, &show.id, None).await;
+    let snapshot = events.next_event().await;
+    // Act: more changes than one batch takes (64), published as the scripts publish them.
+    let channel = app.state.keys.showtime(show.id.parse().expect("uuid")).events;
+    let mut conn = app.state.redis.get().await.expect("redis");
+    let publish = if conn.is_cluster() { "SPUBLISH" } else { "PUBLISH" };
+    let mut pipe = redis::pipe();
+    for at in 1..=100 {
+        let kind = if at % 2 == 1 { "held" } else { "released" };
+        let message = json!({"type": kind, "seat_ids": [show.seats[0]], "hold_id": "x", "at": at}).to_string();
+        pipe.cmd(publish).arg(&channel).arg(message).ignore();
+    }
+    let () = pipe.query_async(&mut conn).await.expect("published");
+    // Assert: every change, in the order published, each its own event with a greater id.
+    let mut last_id = snapshot.id.expect("id");
+    for at in 1..=100 {
+        let frame = events.next_event().await;
+        assert_eq!(frame.event(), if at % 2 == 1 { "held" } else { "released" }, "change {at}");
+        let sent_at =
+            chrono::DateTime::parse_from_rfc3339(frame.data.as_ref().expect("data")["at"].as_str().expect("at"))
+                .expect("a time")
+                .timestamp_millis();
+        assert_eq!(sent_at, at, "changes arrive in the order published");
+        let id = frame.id.expect("id");
+        assert!(id > last_id, "ids increase: {id} after {last_id}");
+        last_id = id;
+    }
+}
