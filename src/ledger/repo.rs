@@ -392,14 +392,6 @@ pub async fn insert_booked_seats(
     Ok(())
 }
 
-/// The booking of a reservation, if any.
-pub async fn booking_of(conn: &mut PgConnection, reservation_id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("select id from bookings where reservation_id = $1")
-        .bind(reservation_id)
-        .fetch_optional(conn)
-        .await
-}
-
 /// A booking with what cancelling it needs to know, locked for the caller's transaction.
 #[derive(Debug, FromRow)]
 pub struct CancellableBooking {
