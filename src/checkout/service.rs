@@ -49,7 +49,8 @@ const DEADLINE_GRACE: chrono::Duration = chrono::Duration::seconds(60);
 
 /// Checks out a hold: 202 with the reservation, or the stored answer of an earlier request
 /// with the same key. The payment task goes out through the outbox: a broker outage delays the
-/// payment, it never fails the checkout.
+/// payment, it never fails the checkout, and the 202 does not wait for the publish (the task is
+/// durable with the reservation; the process' courier publishes it right after).
 #[tracing::instrument(skip_all, fields(hold.id = %hold_id, user.id = %user.id))]
 pub async fn checkout(
     state: &AppState,
@@ -69,7 +70,8 @@ pub async fn checkout(
     }
     match reserve(state, user, hold_id, &key, token).await {
         Ok((accepted, task)) => {
-            outbox::deliver(&state.db, &state.amqp, &[task]).await;
+            // Not awaited: the task is durable with the reservation, the courier publishes it.
+            drop(outbox::hand_over(&state.db, &state.amqp, &[task]));
             metrics::counter!("seatgate_checkouts_total").increment(1);
             Ok((202, serde_json::to_value(&accepted).map_err(anyhow::Error::from)?))
         }
