@@ -796,7 +796,12 @@ async fn messages_committed_at_once_are_all_published_and_their_outbox_rows_dele
         .await
         .expect("count");
     assert_eq!(left, 0, "every published row is deleted");
-    assert_eq!(app.queue_len(&notifications).await, before + 40);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while app.queue_len(&notifications).await < before + 40 {
+        assert!(Instant::now() < deadline, "not every message reached the notifications queue");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.queue_len(&notifications).await, before + 40, "each message once");
 }
 
 #[sqlx::test(migrator = "seatgate::MIGRATOR")]
