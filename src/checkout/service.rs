@@ -49,8 +49,8 @@ const DEADLINE_GRACE: chrono::Duration = chrono::Duration::seconds(60);
 
 /// Checks out a hold: 202 with the reservation, or the stored answer of an earlier request
 /// with the same key. The payment task goes out through the outbox: a broker outage delays the
-/// payment, it never fails the checkout, and the 202 does not wait for the publish (the task is
-/// durable with the reservation; the process' courier publishes it right after).
+/// payment, it never fails the checkout. The 202 waits for the publish, batched by the process'
+/// courier with other checkouts' tasks, so an accepted checkout's task is in the queue.
 #[tracing::instrument(skip_all, fields(hold.id = %hold_id, user.id = %user.id))]
 pub async fn checkout(
     state: &AppState,
@@ -70,8 +70,7 @@ pub async fn checkout(
     }
     match reserve(state, user, hold_id, &key, token).await {
         Ok((accepted, task)) => {
-            // Not awaited: the task is durable with the reservation, the courier publishes it.
-            drop(outbox::hand_over(&state.db, &state.amqp, &[task]));
+            outbox::deliver(&state.db, &state.amqp, &[task]).await;
             metrics::counter!("seatgate_checkouts_total").increment(1);
             Ok((202, serde_json::to_value(&accepted).map_err(anyhow::Error::from)?))
         }

@@ -1,9 +1,8 @@
 //! The transactional outbox, the one way any RabbitMQ message leaves seatgate (docs/DESIGN.md §5;
 //! invariant 6, nothing lost). [`stage`] writes a message inside the caller's
 //! transaction, so it exists if and only if the state change that causes it committed;
-//! [`deliver`] (or [`hand_over`], which does not wait) gives it to the process' [`Courier`] right
-//! after the commit, which publishes it with confirms, batched with other commits' messages, and
-//! deletes the row; [`relay`]
+//! [`deliver`] gives it to the process' [`Courier`] right after the commit, which publishes it
+//! with confirms, batched with other commits' messages, and deletes the row; [`relay`]
 //! (run by the sweeper) publishes whatever a broker outage or a crash left behind. Delivery is
 //! at least once: consumers are idempotent (notifications by message id, payment tasks by the
 //! payment's guarded state). Publishing never fails a request: a message that could not go out
@@ -111,7 +110,7 @@ pub async fn stage(conn: &mut PgConnection, message: &impl Message) -> Result<St
     Ok(staged)
 }
 
-/// The process' queue of committed messages waiting for their publish: [`hand_over`] appends;
+/// The process' queue of committed messages waiting for their publish: [`deliver`] appends;
 /// one task at a time drains it, taking everything waiting as one batch (all of its messages
 /// sent, then their confirms awaited together, then their rows deleted in one statement), so
 /// concurrent commits share round trips to RabbitMQ and PostgreSQL instead of each paying its own.
@@ -182,7 +181,7 @@ pub async fn deliver(db: &sqlx::PgPool, amqp: &std::sync::Arc<Amqp>, messages: &
 /// Hands staged messages (after their commit) to the process' [`Courier`] and returns at once;
 /// the receiver is told when their batch is done. A crash that loses the courier's queue loses
 /// nothing: the rows are still in the outbox, and the relay publishes them.
-pub fn hand_over(
+fn hand_over(
     db: &sqlx::PgPool,
     amqp: &std::sync::Arc<Amqp>,
     messages: &[Staged],

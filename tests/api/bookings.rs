@@ -450,12 +450,6 @@ async fn a_checkout_while_the_broker_is_down_is_accepted_and_its_payment_is_rela
         .await
         .expect("count");
     assert_eq!(staged, 1, "the payment task is staged with the reservation");
-    // The 202 does not wait for the publish: wait until the courier's attempt has failed.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while sqlx::query_scalar::<_, i32>("select attempts from outbox").fetch_one(&db).await.expect("attempts") == 0 {
-        assert!(Instant::now() < deadline, "the courier never tried to publish the payment task");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     sqlx::query("update outbox set created_at = now() - interval '1 minute'").execute(&db).await.expect("aged");
     let pass = seatgate::worker::sweeper::sweep_once(&healthy.state).await;
     // Assert: relayed once, then paid and booked.
