@@ -23,7 +23,7 @@
 # Redis keys of the bench API live under the prefix "sgbench" and are deleted at the end.
 # SEATGATE_BENCH_LISTEN, SEATGATE_BENCH_DATABASE, SEATGATE_BENCH_KEY_PREFIX and
 # SEATGATE_BENCH_AMQP_NAMESPACE override the address and those names, to stay clear of another
-# run on the same machine.
+# run on the same machine; SEATGATE_BENCH_RUST_LOG the log filter of the API and workers.
 # The API uses the RabbitMQ names of the namespace "bench" (queues deleted before and after the
 # run); `booking` and `sellout` also run `seatgate-workers all` with the API's settings; `booking`
 # also gets a scratch database seatgate_bench_pgbench, migrated by `seatgate migrate` and
@@ -118,7 +118,9 @@ export SEATGATE_JWT_SECRET="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n
 export SEATGATE_REDIS_KEY_PREFIX=$key_prefix
 export SEATGATE_AMQP_NAMESPACE=$amqp_namespace
 export SEATGATE_LOG_FORMAT=json
-export RUST_LOG=warn
+# SEATGATE_BENCH_RUST_LOG overrides the log filter, e.g. "warn,sqlx::query=debug" to count
+# the SQL statements of a run (each one is a log line; it costs CPU, so not for timed runs).
+export RUST_LOG=${SEATGATE_BENCH_RUST_LOG:-warn}
 
 mkdir -p target/bench
 stamp=$(date -u +%Y%m%dT%H%M%SZ)

@@ -41,8 +41,15 @@ pub fn parse_key(raw: Option<&str>) -> Result<String, ApiError> {
 /// existing one (locked, so it cannot vanish between looking and reading) and takes it over if
 /// it was left unanswered for [`IN_PROGRESS_TIMEOUT`]. `claimed` is true when this request now
 /// owns the key (a claim stamped with this transaction's `now()`).
+///
+/// The claim's commit does not wait for its WAL flush (`synchronous_commit` off for this one
+/// statement's transaction, set in its `from`): the claim only has to be seen by concurrent
+/// requests, which it is at commit. A crash can lose it only together with everything committed
+/// after it, since the checkout's own (flushed) commit comes later in the WAL and flushes the
+/// claim with it; so a lost claim means a checkout that never happened, and a retry starts anew.
 const CLAIM: &str = r#"
-insert into idempotency_keys as k (user_id, key, request_hash) values ($1, $2, $3)
+insert into idempotency_keys as k (user_id, key, request_hash)
+select $1, $2, $3 from (select set_config('synchronous_commit', 'off', true)) as no_flush_wait
 on conflict (user_id, key) do update set created_at =
     case when k.response_status is null and k.request_hash = excluded.request_hash
               and k.created_at < now() - make_interval(secs => $4)

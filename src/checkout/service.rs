@@ -49,7 +49,8 @@ const DEADLINE_GRACE: chrono::Duration = chrono::Duration::seconds(60);
 
 /// Checks out a hold: 202 with the reservation, or the stored answer of an earlier request
 /// with the same key. The payment task goes out through the outbox: a broker outage delays the
-/// payment, it never fails the checkout.
+/// payment, it never fails the checkout. The 202 waits for the publish, batched by the process'
+/// courier with other checkouts' tasks, so an accepted checkout's task is in the queue.
 #[tracing::instrument(skip_all, fields(hold.id = %hold_id, user.id = %user.id))]
 pub async fn checkout(
     state: &AppState,

@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::repo;
 use crate::auth::AuthUser;
 use crate::domain::{BookingStatus, PaymentStatus, ReservationStatus};
 use crate::error::ApiError;
@@ -14,7 +13,7 @@ use crate::paging::{Page, PageQuery, Paging};
 use crate::state::AppState;
 
 /// A reservation as its owner sees it.
-#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, FromRow, utoipa::ToSchema)]
 pub struct Reservation {
     pub id: Uuid,
     pub showtime_id: Uuid,
@@ -61,26 +60,27 @@ pub struct CancelAccepted {
 const NO_RESERVATION: ApiError = ApiError::NotFound("no such reservation");
 const NO_BOOKING: ApiError = ApiError::NotFound("no such booking");
 
+/// A reservation as its owner sees it, in one statement (the stream re-reads it on every change,
+/// and clients poll it): the seats in layout order, the booking if any, the latest payment's
+/// status. `$1` reservation id, `$2` owner.
+pub const RESERVATION_VIEW: &str = r#"select r.id, r.showtime_id, r.status,
+       coalesce(array(select rs.seat_id from reservation_seats rs join seats s on s.id = rs.seat_id
+                       where rs.reservation_id = r.id order by s.row_index, s.number), '{}') as seat_ids,
+       r.amount_minor as amount, r.currency,
+       (select b.id from bookings b where b.reservation_id = r.id) as booking_id,
+       r.failure_reason,
+       (select p.status from payments p where p.reservation_id = r.id order by p.attempt desc limit 1) as payment_status,
+       r.deadline, r.created_at
+  from reservations r where r.id = $1 and r.user_id = $2"#;
+
 /// One of the caller's reservations; anyone else's is 404.
 pub async fn get_reservation(state: &AppState, user: AuthUser, id: Uuid) -> Result<Reservation, ApiError> {
-    let mut conn = state.db.acquire().await?;
-    let r = repo::find_reservation(&mut conn, id).await?.filter(|r| r.user_id == user.id).ok_or(NO_RESERVATION)?;
-    let seat_ids = repo::reservation_seats(&mut conn, id).await?;
-    let booking_id = repo::booking_of(&mut conn, id).await?;
-    let payment = repo::payment_of(&mut conn, id).await?;
-    Ok(Reservation {
-        id: r.id,
-        showtime_id: r.showtime_id,
-        status: r.status,
-        seat_ids,
-        amount: r.amount_minor,
-        currency: r.currency,
-        booking_id,
-        failure_reason: r.failure_reason,
-        payment_status: payment.map(|p| p.status),
-        deadline: r.deadline,
-        created_at: r.created_at,
-    })
+    sqlx::query_as::<_, Reservation>(RESERVATION_VIEW)
+        .bind(id)
+        .bind(user.id)
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or(NO_RESERVATION)
 }
 
 const BOOKING_SELECT: &str = r#"select b.id, b.reservation_id, b.showtime_id, b.status, b.ticket_code,

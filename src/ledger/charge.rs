@@ -131,7 +131,11 @@ async fn charge(ctx: &WorkerCtx, payment_id: Uuid) -> Result<Outcome, PaymentErr
     match payment.status {
         PaymentStatus::Succeeded if r.status == ReservationStatus::Confirmed => {
             // A redelivery after the commit: make sure Redis agrees that the seats are sold.
-            sell(ctx, &r).await?;
+            let sale = {
+                let mut conn = ctx.state.db.acquire().await?;
+                repo::seats_to_sell(&mut conn, &r).await?
+            };
+            sell(ctx, &r, &sale).await?;
             return Ok(Outcome::Skipped("already confirmed"));
         }
         PaymentStatus::Failed
@@ -217,14 +221,15 @@ async fn finalise(
     r: &ReservationRow,
     reference: &str,
 ) -> Result<Outcome, PaymentError> {
-    let seats = {
+    let sale = {
         let mut conn = ctx.state.db.acquire().await?;
-        repo::reservation_seats(&mut conn, r.id).await?
+        repo::seats_to_sell(&mut conn, r).await?
     };
+    let seats = &sale.0;
     let keys = ctx.state.keys.showtime(r.showtime_id);
     let claim = {
         let mut conn = ctx.state.redis.get().await.map_err(transient)?;
-        store::claim(&mut conn, &keys, r.hold_id, r.user_id, &seats, CLAIM_TTL).await.map_err(transient)?
+        store::claim(&mut conn, &keys, r.hold_id, r.user_id, seats, CLAIM_TTL).await.map_err(transient)?
     };
     let not_booked = |reason: &'static str| async move {
         refund::refund(ctx, payment.id, r, &[PaymentStatus::Charging], Case::NotBooked, reason).await
@@ -253,7 +258,7 @@ async fn finalise(
         return not_booked(late_reason(status)).await;
     }
     repo::insert_booking(&mut tx, r, booking_id, &ticket_code).await?;
-    if let Err(e) = repo::insert_booked_seats(&mut tx, r.showtime_id, booking_id, &seats).await {
+    if let Err(e) = repo::insert_booked_seats(&mut tx, r.showtime_id, booking_id, seats).await {
         if violated_constraint(&e) == Some("booked_seats_pkey") {
             tx.rollback().await?;
             tracing::warn!("booked_seats refused a seat sold to someone else: refunding");
@@ -267,21 +272,21 @@ async fn finalise(
     let latency = (chrono::Utc::now() - r.created_at).num_milliseconds().max(0) as f64 / 1000.0;
     metrics::histogram!("seatgate_booking_finalisation_seconds").record(latency);
     tracing::info!(booking.id = %booking_id, reservation.id = %r.id, "booking confirmed");
-    sell(ctx, r).await?;
+    sell(ctx, r, &sale).await?;
     super::events::deliver(&ctx.state, &[staged]).await;
     Ok(Outcome::Confirmed { booking_id })
 }
 
 /// Seats sold in Redis and the hold gone; idempotent. If it fails, the sold set is rebuilt
-/// from `booked_seats` by the sweeper's reconciliation.
-async fn sell(ctx: &WorkerCtx, r: &ReservationRow) -> Result<(), PaymentError> {
-    let (seats, ends_at) = {
-        let mut conn = ctx.state.db.acquire().await?;
-        (repo::reservation_seats(&mut conn, r.id).await?, repo::showtime_ends_at(&mut conn, r.showtime_id).await?)
-    };
+/// from `booked_seats` by the sweeper's reconciliation. `sale` is [`repo::seats_to_sell`].
+async fn sell(
+    ctx: &WorkerCtx,
+    r: &ReservationRow,
+    (seats, ends_at): &(Vec<Uuid>, chrono::DateTime<chrono::Utc>),
+) -> Result<(), PaymentError> {
     let mut conn = ctx.state.redis.get().await.map_err(transient)?;
     let keys = ctx.state.keys.showtime(r.showtime_id);
-    store::sell(&mut conn, &keys, &ctx.state.keys, r.hold_id, &seats, crate::holds::service::sold_ttl(ends_at))
+    store::sell(&mut conn, &keys, &ctx.state.keys, r.hold_id, seats, crate::holds::service::sold_ttl(*ends_at))
         .await
         .map_err(transient)?;
     ctx.state.seat_status.invalidate(r.showtime_id);

@@ -150,15 +150,21 @@ pub async fn find_reservation_by_hold(
     .await
 }
 
-/// Seat ids of a reservation, in layout order.
-#[tracing::instrument(skip_all, fields(reservation.id = %id))]
-pub async fn reservation_seats(conn: &mut PgConnection, id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        r#"select rs.seat_id from reservation_seats rs join seats s on s.id = rs.seat_id
-            where rs.reservation_id = $1 order by s.row_index, s.number"#,
+/// Seat ids of a reservation in layout order, with when its showtime ends (how long the sold
+/// set is worth keeping), in one statement: what the payment worker needs to claim and sell.
+#[tracing::instrument(skip_all, fields(reservation.id = %r.id))]
+pub async fn seats_to_sell(
+    conn: &mut PgConnection,
+    r: &ReservationRow,
+) -> Result<(Vec<Uuid>, DateTime<Utc>), sqlx::Error> {
+    sqlx::query_as(
+        r#"select coalesce(array(select rs.seat_id from reservation_seats rs join seats s on s.id = rs.seat_id
+                                  where rs.reservation_id = $1 order by s.row_index, s.number), '{}'),
+                  (select ends_at from showtimes where id = $2)"#,
     )
-    .bind(id)
-    .fetch_all(conn)
+    .bind(r.id)
+    .bind(r.showtime_id)
+    .fetch_one(conn)
     .await
 }
 
@@ -390,14 +396,6 @@ pub async fn insert_booked_seats(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(INSERT_BOOKED_SEATS).bind(showtime_id).bind(booking_id).bind(seats).execute(conn).await?;
     Ok(())
-}
-
-/// The booking of a reservation, if any.
-pub async fn booking_of(conn: &mut PgConnection, reservation_id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("select id from bookings where reservation_id = $1")
-        .bind(reservation_id)
-        .fetch_optional(conn)
-        .await
 }
 
 /// A booking with what cancelling it needs to know, locked for the caller's transaction.

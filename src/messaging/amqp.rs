@@ -26,6 +26,8 @@ pub struct Amqp {
     /// per-thread runtime of whichever actix worker first needed a channel (those stop before
     /// the process does, and would take the connection's I/O loop with them).
     runtime: Option<tokio::runtime::Handle>,
+    /// Committed outbox messages waiting for their publish (`outbox::deliver`).
+    courier: super::outbox::Courier,
 }
 
 struct Live {
@@ -42,12 +44,31 @@ impl std::fmt::Debug for Amqp {
 impl Amqp {
     /// No connection is opened until first use.
     pub fn new(config: AmqpConfig, names: Names) -> Self {
-        Self { config, names, live: Mutex::new(None), runtime: tokio::runtime::Handle::try_current().ok() }
+        Self {
+            config,
+            names,
+            live: Mutex::new(None),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+            courier: super::outbox::Courier::default(),
+        }
     }
 
     /// Exchange and queue names of this deployment.
     pub fn names(&self) -> &Names {
         &self.names
+    }
+
+    /// The process' queue of committed outbox messages to publish.
+    pub(crate) fn courier(&self) -> &super::outbox::Courier {
+        &self.courier
+    }
+
+    /// Runs `task` on the process' main runtime (see `runtime`), or on the caller's.
+    pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        match &self.runtime {
+            Some(runtime) => drop(runtime.spawn(task)),
+            None => drop(tokio::spawn(task)),
+        }
     }
 
     /// The settings this client was made with.

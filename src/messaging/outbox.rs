@@ -1,7 +1,8 @@
 //! The transactional outbox, the one way any RabbitMQ message leaves seatgate (docs/DESIGN.md §5;
 //! invariant 6, nothing lost). [`stage`] writes a message inside the caller's
 //! transaction, so it exists if and only if the state change that causes it committed;
-//! [`deliver`] publishes it with confirms right after the commit and deletes the row; [`relay`]
+//! [`deliver`] gives it to the process' [`Courier`] right after the commit, which publishes it
+//! with confirms, batched with other commits' messages, and deletes the row; [`relay`]
 //! (run by the sweeper) publishes whatever a broker outage or a crash left behind. Delivery is
 //! at least once: consumers are idempotent (notifications by message id, payment tasks by the
 //! payment's guarded state). Publishing never fails a request: a message that could not go out
@@ -16,7 +17,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::messages::{BookingEvent, PaymentAction, PaymentTask};
-use super::publisher::publish_json;
+use super::publisher::{confirmed, send_json};
 use super::topology::{CHARGE_KEY, REFUND_KEY};
 use crate::messaging::amqp::Amqp;
 
@@ -109,31 +110,119 @@ pub async fn stage(conn: &mut PgConnection, message: &impl Message) -> Result<St
     Ok(staged)
 }
 
-/// Publishes staged messages (after their commit) and deletes their rows. What fails stays in
-/// the outbox for [`relay`]; nothing is returned to the caller, whose change has committed.
-pub async fn deliver(db: &sqlx::PgPool, amqp: &Amqp, messages: &[Staged]) {
-    if messages.is_empty() {
-        return;
+/// The process' queue of committed messages waiting for their publish: [`deliver`] appends;
+/// one task at a time drains it, taking everything waiting as one batch (all of its messages
+/// sent, then their confirms awaited together, then their rows deleted in one statement), so
+/// concurrent commits share round trips to RabbitMQ and PostgreSQL instead of each paying its own.
+#[derive(Debug, Default)]
+pub struct Courier {
+    batch: std::sync::Mutex<Pending>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    messages: Vec<Staged>,
+    /// Told when the batch holding their messages is done (published, or left to the relay).
+    waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// A drain task is running (it takes whatever is appended before it stops).
+    draining: bool,
+}
+
+/// One drain pass: the messages and who waits for them.
+type Batch = (Vec<Staged>, Vec<tokio::sync::oneshot::Sender<()>>);
+
+impl Courier {
+    /// Appends `messages`; the receiver is told when they are done, and the bool is true when
+    /// the caller must start the drain task.
+    fn push(&self, messages: &[Staged]) -> (tokio::sync::oneshot::Receiver<()>, bool) {
+        let (done, receiver) = tokio::sync::oneshot::channel();
+        let mut pending = self.batch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        pending.messages.extend_from_slice(messages);
+        pending.waiters.push(done);
+        (receiver, !std::mem::replace(&mut pending.draining, true))
     }
-    let mut sent = Vec::with_capacity(messages.len());
-    match amqp.channel().await {
-        Ok(channel) => {
-            for m in messages {
-                match publish_json(&channel, &amqp.names().exchange, &m.routing_key, m.message_id, 1, &m.payload).await
-                {
-                    Ok(()) => sent.push(m.message_id),
-                    Err(e) => {
-                        not_published(m, &e);
-                        break;
-                    }
+
+    /// Everything waiting, or `None` (and the drain task ends) when nothing is.
+    fn next_batch(&self) -> Option<Batch> {
+        let mut pending = self.batch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if pending.messages.is_empty() {
+            pending.draining = false;
+            return None;
+        }
+        Some((std::mem::take(&mut pending.messages), std::mem::take(&mut pending.waiters)))
+    }
+}
+
+/// Marks the courier idle if its drain task is dropped before it finished.
+struct Draining<'a> {
+    courier: &'a Courier,
+    finished: bool,
+}
+
+impl Drop for Draining<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.courier.batch.lock().unwrap_or_else(std::sync::PoisonError::into_inner).draining = false;
+        }
+    }
+}
+
+/// Publishes staged messages (after their commit) with confirms and deletes their rows, batched
+/// with whatever else this process committed meanwhile; returns once their batch is done. What
+/// fails stays in the outbox for [`relay`]; nothing is returned to the caller, whose change has
+/// committed.
+pub async fn deliver(db: &sqlx::PgPool, amqp: &std::sync::Arc<Amqp>, messages: &[Staged]) {
+    if let Some(done) = hand_over(db, amqp, messages) {
+        // An error only means the drain task was dropped (shutdown): the relay sends them.
+        let _ = done.await;
+    }
+}
+
+/// Hands staged messages (after their commit) to the process' [`Courier`] and returns at once;
+/// the receiver is told when their batch is done. A crash that loses the courier's queue loses
+/// nothing: the rows are still in the outbox, and the relay publishes them.
+fn hand_over(
+    db: &sqlx::PgPool,
+    amqp: &std::sync::Arc<Amqp>,
+    messages: &[Staged],
+) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    if messages.is_empty() {
+        return None;
+    }
+    let (done, start) = amqp.courier().push(messages);
+    if start {
+        let (db, owner) = (db.clone(), amqp.clone());
+        amqp.spawn(async move {
+            // Dropped mid-batch (the runtime stops): the next hand-over starts a new drain task.
+            let mut draining = Draining { courier: owner.courier(), finished: false };
+            while let Some((batch, waiters)) = owner.courier().next_batch() {
+                deliver_batch(&db, &owner, &batch).await;
+                for waiter in waiters {
+                    let _ = waiter.send(());
                 }
             }
-        }
-        Err(e) => not_published(&messages[0], &e),
+            // `next_batch` found nothing and marked the courier idle itself.
+            draining.finished = true;
+        });
     }
-    let unsent: Vec<Uuid> = messages.iter().map(|m| m.message_id).filter(|id| !sent.contains(id)).collect();
+    Some(done)
+}
+
+/// Publishes one batch: every message sent, then the confirms awaited, then the published rows
+/// deleted in one statement. The delete needs no flush of its own (`synchronous_commit` off): if
+/// a crash loses it, the relay publishes those messages again, and consumers drop duplicates.
+async fn deliver_batch(db: &sqlx::PgPool, amqp: &Amqp, messages: &[Staged]) {
+    let confirmed_count = match amqp.channel().await {
+        Ok(channel) => publish_all(&channel, &amqp.names().exchange, messages).await.0,
+        Err(e) => {
+            not_published(&messages[0], &e);
+            0
+        }
+    };
+    let ids = |part: &[Staged]| part.iter().map(|m| m.message_id).collect::<Vec<Uuid>>();
+    let (sent, unsent) = (ids(&messages[..confirmed_count]), ids(&messages[confirmed_count..]));
     if !sent.is_empty()
-        && let Err(e) = sqlx::query("delete from outbox where message_id = any($1)").bind(&sent).execute(db).await
+        && let Err(e) = delete_published(db, &sent).await
     {
         // The sweeper publishes them again; consumers drop the duplicates.
         tracing::warn!(error = %e, "cannot delete published outbox rows");
@@ -143,6 +232,46 @@ pub async fn deliver(db: &sqlx::PgPool, amqp: &Amqp, messages: &[Staged]) {
             .bind(&unsent)
             .execute(db)
             .await;
+    }
+}
+
+/// Deletes the rows of published messages, without waiting for the WAL flush.
+async fn delete_published(db: &sqlx::PgPool, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query("set local synchronous_commit = off").execute(&mut *tx).await?;
+    sqlx::query("delete from outbox where message_id = any($1)").bind(ids).execute(&mut *tx).await?;
+    tx.commit().await
+}
+
+/// Sends every message, then awaits their confirms in order: returns how many were confirmed
+/// (a prefix of `messages`; the rest stays in the outbox for later) and the first failure, which
+/// is counted and logged.
+async fn publish_all(channel: &lapin::Channel, exchange: &str, messages: &[Staged]) -> (usize, Option<anyhow::Error>) {
+    let mut in_flight = Vec::with_capacity(messages.len());
+    let mut failure = None;
+    for m in messages {
+        match send_json(channel, exchange, &m.routing_key, m.message_id, 1, &m.payload).await {
+            Ok(confirm) => in_flight.push(confirm),
+            Err(e) => {
+                failure = Some((m, e));
+                break;
+            }
+        }
+    }
+    let mut confirmed_count = 0;
+    for confirm in in_flight {
+        if let Err(e) = confirmed(confirm).await {
+            failure = Some((&messages[confirmed_count], e));
+            break;
+        }
+        confirmed_count += 1;
+    }
+    match failure {
+        Some((m, e)) => {
+            not_published(m, &e);
+            (confirmed_count, Some(e))
+        }
+        None => (confirmed_count, None),
     }
 }
 
@@ -169,22 +298,13 @@ pub async fn relay(db: &sqlx::PgPool, amqp: &Amqp) -> anyhow::Result<Vec<Staged>
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let mut sent = Vec::with_capacity(rows.len());
-    let mut failure = None;
-    match amqp.channel().await {
-        Ok(channel) => {
-            for (message_id, key, Json(payload)) in rows {
-                match publish_json(&channel, &amqp.names().exchange, &key, message_id, 1, &payload).await {
-                    Ok(()) => sent.push(Staged::relayed(message_id, key, payload)),
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
-                    }
-                }
-            }
-        }
-        Err(e) => failure = Some(e),
-    }
+    let mut sent: Vec<Staged> =
+        rows.into_iter().map(|(message_id, key, Json(payload))| Staged::relayed(message_id, key, payload)).collect();
+    let (confirmed_count, failure) = match amqp.channel().await {
+        Ok(channel) => publish_all(&channel, &amqp.names().exchange, &sent).await,
+        Err(e) => (0, Some(e)),
+    };
+    sent.truncate(confirmed_count);
     let ids: Vec<Uuid> = sent.iter().map(|m| m.message_id).collect();
     sqlx::query("delete from outbox where message_id = any($1)").bind(&ids).execute(&mut *tx).await?;
     tx.commit().await?;

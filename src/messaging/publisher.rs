@@ -4,7 +4,7 @@
 use anyhow::{Context, bail};
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel};
+use lapin::{BasicProperties, Channel, PublisherConfirm};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -23,6 +23,20 @@ pub async fn publish_json<T: Serialize>(
     attempt: u32,
     body: &T,
 ) -> anyhow::Result<()> {
+    confirmed(send_json(channel, exchange, routing_key, message_id, attempt, body).await?).await
+}
+
+/// Sends `body` as persistent JSON and returns without waiting for the broker's confirm, so a
+/// batch of messages is sent before the first confirm is awaited (the broker confirms them
+/// together); hand the result to [`confirmed`].
+pub async fn send_json<T: Serialize>(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    message_id: Uuid,
+    attempt: u32,
+    body: &T,
+) -> anyhow::Result<PublisherConfirm> {
     let payload = serde_json::to_vec(body).context("encode message")?;
     let mut headers = FieldTable::default();
     headers.insert(ShortString::from(ATTEMPT_HEADER), AMQPValue::LongUInt(attempt));
@@ -31,7 +45,7 @@ pub async fn publish_json<T: Serialize>(
         .with_delivery_mode(2)
         .with_message_id(message_id.to_string().into())
         .with_headers(headers);
-    let confirm = channel
+    channel
         .basic_publish(
             exchange.into(),
             routing_key.into(),
@@ -40,9 +54,13 @@ pub async fn publish_json<T: Serialize>(
             props,
         )
         .await
-        .context("publish")?
-        .await
-        .context("publisher confirm")?;
+        .context("publish")
+}
+
+/// Waits for the broker's confirm of a sent message: `Ok` once it took responsibility for it
+/// (persistent, routed).
+pub async fn confirmed(confirm: PublisherConfirm) -> anyhow::Result<()> {
+    let confirm = confirm.await.context("publisher confirm")?;
     if confirm.is_nack() {
         bail!("the broker refused the message");
     }

@@ -754,3 +754,70 @@ async fn cancelling_a_showtime_refunds_its_bookings_and_cancels_checkouts_still_
         .await
         .assert_status(204);
 }
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn messages_committed_at_once_are_all_published_and_their_outbox_rows_deleted(db: PgPool) {
+    // Arrange: 40 booking events, each committed by its own transaction, as 40 concurrent
+    // bookings of one process would be.
+    let app = TestApp::spawn(db.clone()).await;
+    let (_alice, reservation) = checked_out(&app).await;
+    let mut conn = db.acquire().await.expect("conn");
+    let row = seatgate::ledger::repo::find_reservation(&mut conn, reservation).await.expect("read").expect("exists");
+    drop(conn);
+    let mut staged = Vec::new();
+    for _ in 0..40 {
+        let event = seatgate::ledger::events::booking_event(
+            &row,
+            seatgate::messaging::messages::BookingEventKind::Confirmed,
+            None,
+            None,
+            None,
+        );
+        let mut tx = db.begin().await.expect("tx");
+        staged.push(seatgate::messaging::outbox::stage(&mut tx, &event).await.expect("staged"));
+        tx.commit().await.expect("committed");
+    }
+    let notifications = app.state.amqp.names().notifications.clone();
+    let before = app.queue_len(&notifications).await;
+    // Act: the 40 commits hand their messages to the courier at the same time.
+    let deliveries = staged
+        .iter()
+        .map(|m| seatgate::messaging::outbox::deliver(&app.state.db, &app.state.amqp, std::slice::from_ref(m)));
+    futures_util::future::join_all(deliveries).await;
+    // Assert: each returned once its message was confirmed and its row deleted.
+    let left: i64 = sqlx::query_scalar("select count(*) from outbox where routing_key like 'booking.%'")
+        .fetch_one(&db)
+        .await
+        .expect("count");
+    assert_eq!(left, 0, "every published row is deleted");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while app.queue_len(&notifications).await < before + 40 {
+        assert!(Instant::now() < deadline, "not every message reached the notifications queue");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.queue_len(&notifications).await, before + 40, "each message once");
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_reservation_shows_its_seats_in_layout_order_its_latest_payment_and_its_booking(db: PgPool) {
+    // Arrange: seats held out of layout order.
+    let app = TestApp::spawn(db).await;
+    let show = show(&app, 4).await;
+    let alice = app.new_user().await;
+    let hold_id = hold(&app, &alice, &show, &[3, 1]).await;
+    let accepted = checkout(&app, &alice, &hold_id, "k", "tok_ok").await.json_status(202).await;
+    let path = format!("/api/v1/reservations/{}", accepted["reservation_id"].as_str().expect("id"));
+    // Act: read before the payment worker runs, then after.
+    let pending = app.get(&path, Some(&alice.token)).await.json_status(200).await;
+    app.start_workers();
+    let confirmed = wait_for(&app, &alice, accepted["reservation_id"].as_str().expect("id"), "confirmed").await;
+    // Assert
+    assert_eq!(pending["seat_ids"], json!([show.seats[1], show.seats[3]]));
+    assert_eq!((pending["payment_status"].as_str(), pending["booking_id"].as_str()), (Some("initiated"), None));
+    assert_eq!((pending["amount"].as_i64(), pending["currency"].as_str()), (Some(2000), Some("EUR")));
+    assert_eq!(confirmed["seat_ids"], pending["seat_ids"]);
+    assert_eq!(confirmed["payment_status"], "succeeded");
+    assert!(confirmed["booking_id"].as_str().is_some(), "{confirmed}");
+    let bob = app.new_user().await;
+    app.get(&path, Some(&bob.token)).await.problem(404).await;
+}
