@@ -378,9 +378,8 @@ delta() { # before after -> after - before, or ? when either is unknown
 check() { # report file: the invariant checker (tried again if it could not run at all)
   local try
   for try in 1 2 3; do
-    # RUST_LOG=off: the command logs to stdout, where its report goes (on a cluster with a dead
-    # node redis-rs warns while it connects, and the report would not parse).
-    SEATGATE_DATABASE_ACQUIRE_TIMEOUT_MS=10000 SEATGATE_REDIS_TIMEOUT_MS=5000 RUST_LOG=off \
+    # The command's log goes to stderr (setup.log), its report alone to stdout.
+    SEATGATE_DATABASE_ACQUIRE_TIMEOUT_MS=10000 SEATGATE_REDIS_TIMEOUT_MS=5000 \
       $bin/seatgate check-invariants --slack-secs 5 >"$1" 2>>"$out/setup.log" || true
     python3 -c "import json,sys; json.load(open(sys.argv[1]))['violations']" "$1" 2>/dev/null && return 0
     echo "warning: the invariant checker did not run (try $try); see $out/setup.log" >&2

@@ -80,7 +80,11 @@ enum AdminCommand {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::from_env()?;
-    telemetry::init("seatgate", config.log_format);
+    let log_to = match cli.command {
+        Command::CheckInvariants { .. } | Command::SeedUsers { .. } => telemetry::LogTo::Stderr,
+        _ => telemetry::LogTo::Stdout,
+    };
+    telemetry::init("seatgate", config.log_format, log_to);
     match cli.command {
         Command::Serve => serve(config, false).await,
         Command::AllInOne => serve(config, true).await,

@@ -21,14 +21,30 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 const DEFAULT_FILTER: &str = "info,sqlx=warn,lapin=warn,actix_server=warn";
 
-/// Installs the global subscriber (writing to stdout). `RUST_LOG` overrides the default filter.
-/// Colours only when stdout is a terminal: a log file or pipe gets plain text.
-pub fn init(service: &'static str, format: LogFormat) {
+/// Where the log lines go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogTo {
+    /// Services: their log is their output.
+    Stdout,
+    /// Commands whose output is a report on stdout (`check-invariants`, `seed-users`): a log line
+    /// there would corrupt the JSON a script reads.
+    Stderr,
+}
+
+/// Installs the global subscriber. `RUST_LOG` overrides the default filter. Colours only when
+/// the log goes to a terminal: a log file or pipe gets plain text.
+pub fn init(service: &'static str, format: LogFormat, to: LogTo) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(true)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
+    let ansi = match to {
+        LogTo::Stdout => std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        LogTo::Stderr => std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let writer = match to {
+        LogTo::Stdout => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stdout),
+        LogTo::Stderr => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+    };
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_target(true).with_ansi(ansi).with_writer(writer);
     let result = match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
         LogFormat::Pretty => builder.compact().try_init(),

@@ -54,3 +54,25 @@ async fn logs_written_to_a_pipe_carry_no_colour_codes(db: PgPool) {
     assert!(stdout.contains("migrations applied"), "{stdout}");
     assert!(!stdout.contains('\u{1b}'), "ANSI escape codes in piped logs: {stdout:?}");
 }
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn check_invariants_writes_only_its_report_to_stdout_and_its_log_to_stderr(db: PgPool) {
+    // Arrange: the test's own, already migrated database, and a filter that logs everything
+    // (a dying Redis Cluster node makes redis-rs warn while the checker connects, for one).
+    let name: String = sqlx::query_scalar("select current_database()").fetch_one(&db).await.expect("name");
+    // Act
+    let out = Command::new(env!("CARGO_BIN_EXE_seatgate"))
+        .args(["check-invariants", "--slack-secs", "5"])
+        .env("SEATGATE_DATABASE_URL", database_url(&name))
+        .env("SEATGATE_REDIS_KEY_PREFIX", format!("t{}", Uuid::new_v4().simple()))
+        .env("SEATGATE_LOG_FORMAT", "pretty")
+        .env("RUST_LOG", "debug")
+        .output()
+        .expect("the seatgate binary runs");
+    // Assert: stdout parses as the report as a whole; the log lines went to stderr.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "check-invariants failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is exactly the JSON report");
+    assert_eq!(report["violations"], serde_json::json!([]), "{report}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("telemetry initialised"), "the log is on stderr");
+}

@@ -32,7 +32,7 @@ enum RoleArg {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::from_env()?;
-    telemetry::init("seatgate-workers", config.log_format);
+    telemetry::init("seatgate-workers", config.log_format, telemetry::LogTo::Stdout);
     let role = match cli.role {
         RoleArg::Payments => Role::Payments,
         RoleArg::Notifications => Role::Notifications,
