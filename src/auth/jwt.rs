@@ -1,7 +1,5 @@
 //! Issuing and checking access tokens.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
@@ -10,6 +8,7 @@ use uuid::Uuid;
 
 use super::Role;
 use crate::config::AuthConfig;
+use crate::infra::recent::Recent;
 
 /// The claims of a seatgate access token.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -23,8 +22,8 @@ pub struct Claims {
     pub exp: i64,
 }
 
-/// Tokens whose signature was checked, kept at most; emptied when full.
-const VERIFIED_CAPACITY: usize = 20_000;
+/// Verified tokens kept per generation (see [`Recent`]).
+const VERIFIED_PER_GENERATION: usize = 20_000;
 
 /// Keys and rules for tokens; built once per process.
 pub struct JwtKeys {
@@ -36,7 +35,7 @@ pub struct JwtKeys {
     /// Claims of tokens already verified, by the exact token text: the same bytes carry the same
     /// signature, so only the expiry needs checking again. Saves the base64, HMAC and JSON work
     /// on every request of a buyer who sends the same token again and again.
-    verified: Mutex<HashMap<String, Claims>>,
+    verified: Recent<String, Claims>,
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -64,7 +63,7 @@ impl JwtKeys {
             header: Header::new(algorithm),
             validation,
             ttl: config.token_ttl,
-            verified: Mutex::new(HashMap::new()),
+            verified: Recent::new(VERIFIED_PER_GENERATION),
         }
     }
 
@@ -84,8 +83,7 @@ impl JwtKeys {
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let now = chrono::Utc::now().timestamp();
         let leeway = self.validation.leeway as i64;
-        let known = self.verified.lock().ok().and_then(|m| m.get(token).cloned());
-        if let Some(claims) = known {
+        if let Some(claims) = self.verified.get(token) {
             // As `decode` judges expiry; the issue time was checked when it was first seen.
             if claims.exp < now - leeway {
                 return Err(TokenError(jsonwebtoken::errors::ErrorKind::ExpiredSignature.into()));
@@ -96,12 +94,7 @@ impl JwtKeys {
         if claims.iat > now + leeway {
             return Err(TokenError(jsonwebtoken::errors::ErrorKind::ImmatureSignature.into()));
         }
-        if let Ok(mut map) = self.verified.lock() {
-            if map.len() >= VERIFIED_CAPACITY {
-                map.clear();
-            }
-            map.insert(token.to_owned(), claims.clone());
-        }
+        self.verified.insert(token.to_owned(), claims.clone());
         Ok(claims)
     }
 }
@@ -137,8 +130,8 @@ mod tests {
         let token = keys.issue(Uuid::now_v7(), Role::User).expect("signs");
         keys.verify(&token).expect("valid, and now remembered");
         let past = chrono::Utc::now().timestamp() - 60;
-        if let Some(claims) = keys.verified.lock().expect("lock").get_mut(&token) {
-            claims.exp = past;
+        if let Some(claims) = keys.verified.get(token.as_str()) {
+            keys.verified.insert(token.clone(), Claims { exp: past, ..claims });
         }
         assert!(keys.verify(&token).is_err(), "an expired token is refused");
         assert!(keys.verify("not-a-token").is_err(), "an unknown token is decoded, and refused");

@@ -6,44 +6,37 @@
 //! from here: `release.lua` checks the owner itself, so a cached id released by someone else is
 //! the same 404 as before.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use uuid::Uuid;
+
+use crate::infra::recent::Recent;
 
 /// Entries per generation; at most twice this many are kept.
 const GENERATION: usize = 50_000;
 
-/// Hold id -> showtime id of recent holds, in two generations: when the newer one is full it
-/// becomes the older one and the oldest entries are dropped, so memory stays bounded and the
-/// holds made last (the ones about to be released) are kept.
-#[derive(Debug, Default)]
-pub struct HoldShowtimes {
-    generations: Mutex<(HashMap<Uuid, Uuid>, HashMap<Uuid, Uuid>)>,
+/// Hold id -> showtime id of the holds this process made last (see [`Recent`]).
+#[derive(Debug)]
+pub struct HoldShowtimes(Recent<Uuid, Uuid>);
+
+impl Default for HoldShowtimes {
+    fn default() -> Self {
+        Self(Recent::new(GENERATION))
+    }
 }
 
 impl HoldShowtimes {
     /// Remembers the showtime of a hold this process just made.
     pub fn remember(&self, hold_id: Uuid, showtime_id: Uuid) {
-        let Ok(mut g) = self.generations.lock() else { return };
-        if g.0.len() >= GENERATION {
-            g.1 = std::mem::take(&mut g.0);
-        }
-        g.0.insert(hold_id, showtime_id);
+        self.0.insert(hold_id, showtime_id);
     }
 
     /// The showtime of a hold made by this process, if still remembered.
     pub fn get(&self, hold_id: Uuid) -> Option<Uuid> {
-        let g = self.generations.lock().ok()?;
-        g.0.get(&hold_id).or_else(|| g.1.get(&hold_id)).copied()
+        self.0.get(&hold_id)
     }
 
     /// Forgets a hold that is gone (released).
     pub fn forget(&self, hold_id: Uuid) {
-        if let Ok(mut g) = self.generations.lock() {
-            g.0.remove(&hold_id);
-            g.1.remove(&hold_id);
-        }
+        self.0.remove(&hold_id);
     }
 }
 

@@ -3,5 +3,6 @@
 
 pub mod db;
 pub mod hash;
+pub mod recent;
 pub mod redis;
 pub mod slots;

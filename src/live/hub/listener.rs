@@ -42,14 +42,22 @@ pub(super) async fn listen(inner: Arc<Inner>) {
             }
             Err(e) => tracing::warn!(error = %e, "cannot subscribe to seat events, retrying"),
         }
-        tokio::select! {
-            _ = inner.stop.cancelled() => break,
-            _ = tokio::time::sleep(backoff) => {}
+        if !back_off(&inner, &mut backoff).await {
+            break;
         }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
     inner.connected.send_replace(None);
     inner.started.store(false, Ordering::SeqCst);
+}
+
+/// Waits `backoff` before the next try and doubles it (2 s at most); `false` if stopped meanwhile.
+async fn back_off(inner: &Inner, backoff: &mut Duration) -> bool {
+    tokio::select! {
+        _ = inner.stop.cancelled() => return false,
+        _ = tokio::time::sleep(*backoff) => {}
+    }
+    *backoff = (*backoff * 2).min(Duration::from_secs(2));
+    true
 }
 
 async fn connect(inner: &Inner) -> anyhow::Result<(PubSubSink, PubSubStream)> {
@@ -133,11 +141,9 @@ async fn listen_sharded(inner: Arc<Inner>) {
             }
             Err(_) => tracing::warn!("connecting for sharded seat events timed out, retrying"),
         }
-        tokio::select! {
-            _ = inner.stop.cancelled() => break,
-            _ = tokio::time::sleep(backoff) => {}
+        if !back_off(&inner, &mut backoff).await {
+            break;
         }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
     inner.connected.send_replace(None);
     inner.started.store(false, Ordering::SeqCst);
