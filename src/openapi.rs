@@ -144,6 +144,7 @@ pub static ROUTES: LazyLock<Vec<(ResourceDef, Vec<String>)>> = LazyLock::new(|| 
         crate::holds::routes::get_hold,
         crate::holds::routes::release_hold,
         crate::holds::routes::seat_map,
+        crate::holds::routes::availability,
         crate::live::routes::seat_events,
         crate::onsale::routes::put_sale,
         crate::onsale::routes::get_sale,

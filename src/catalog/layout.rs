@@ -7,11 +7,11 @@ use crate::error::FieldError;
 use crate::validate::{self, Errors};
 
 /// Most rows a screen may have.
-pub const MAX_ROWS: usize = 100;
+pub const MAX_ROWS: usize = 200;
 /// Most seats one row may have.
 pub const MAX_SEATS_PER_ROW: u32 = 200;
 /// Most seats a screen may have.
-pub const MAX_SEATS: u32 = 5000;
+pub const MAX_SEATS: u32 = 20_000;
 
 /// A row as an admin describes it.
 #[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -106,7 +106,13 @@ mod tests {
     #[test]
     fn empty_and_oversized_layouts_are_refused() {
         assert!(generate(&[]).is_err());
-        let big: Vec<_> = (0..30).map(|i| row(&format!("R{i}"), 200, "standard")).collect();
-        assert!(generate(&big).is_err());
+        // A stadium of 20,000 seats is the most; one more row of 200 is refused by the total.
+        let stadium: Vec<_> = (0..100).map(|i| row(&format!("R{i}"), 200, "standard")).collect();
+        assert_eq!(generate(&stadium).expect("20,000 seats").len(), 20_000);
+        let big: Vec<_> = (0..101).map(|i| row(&format!("R{i}"), 200, "standard")).collect();
+        let fields: Vec<_> = generate(&big).expect_err("too big").into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["rows"]);
+        let many: Vec<_> = (0..201).map(|i| row(&format!("R{i}"), 1, "standard")).collect();
+        assert!(generate(&many).is_err());
     }
 }

@@ -192,7 +192,7 @@ pub struct ScreenInput {
         pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
     )]
     pub name: String,
-    #[schema(min_items = 1, max_items = 100)]
+    #[schema(min_items = 1, max_items = 200)]
     pub rows: Vec<RowSpec>,
 }
 

@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, delete, get, post, web};
 use uuid::Uuid;
 
 use super::best::{self, HoldBody};
-use super::service::{self, Hold, SeatMap};
+use super::service::{self, Availability, Hold, SeatMap};
 use crate::auth::AuthUser;
 use crate::error::ApiResult;
 use crate::openapi::Problem;
@@ -77,7 +77,19 @@ pub async fn seat_map(
     Ok(HttpResponse::Ok().content_type(actix_web::http::header::ContentType::json()).body(body))
 }
 
+/// How many seats are free, held and sold, in all and per category: what a buyer needs to
+/// know before asking for the best available seats, without the whole seat map.
+#[utoipa::path(tag = "holds", params(("id" = Uuid, Path, description = "showtime id")), responses(
+    (status = 200, body = Availability),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+#[get("/api/v1/showtimes/{id}/availability")]
+pub async fn availability(state: web::Data<AppState>, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    let body = service::availability_json(&state, *id).await?;
+    Ok(HttpResponse::Ok().content_type(actix_web::http::header::ContentType::json()).body(body))
+}
+
 /// Registers this module's routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(create_hold).service(get_hold).service(release_hold).service(seat_map);
+    cfg.service(create_hold).service(get_hold).service(release_hold).service(seat_map).service(availability);
 }

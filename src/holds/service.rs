@@ -77,6 +77,32 @@ pub struct SeatMap {
     pub seats: Vec<MapSeat>,
 }
 
+/// Seat counts of one category in `GET /api/v1/showtimes/{id}/availability`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CategoryAvailability {
+    pub category: String,
+    /// Price in minor units of the showtime's currency.
+    pub price: i64,
+    pub available: u32,
+    pub held: u32,
+    pub sold: u32,
+}
+
+/// `GET /api/v1/showtimes/{id}/availability`: how many seats are free, held and sold, in all
+/// and per category (in layout order), without the seats themselves. A 20,000-seat seat map is
+/// megabytes; this answer is the same for every caller and a few hundred bytes.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Availability {
+    pub showtime_id: Uuid,
+    pub currency: String,
+    pub available: u32,
+    pub held: u32,
+    pub sold: u32,
+    /// True when every seat is sold: held seats may still come back, sold ones do not.
+    pub sold_out: bool,
+    pub categories: Vec<CategoryAvailability>,
+}
+
 /// A Redis failure: unreachable (or, on a cluster, a slot moving or without a master) is 503,
 /// anything else 500.
 pub fn redis_error(e: anyhow::Error) -> ApiError {
@@ -322,6 +348,13 @@ pub async fn seat_map_json(
 ) -> Result<actix_web::web::Bytes, ApiError> {
     let (snapshot, layout) = seat_snapshot(state, showtime_id, None).await?;
     snapshot.render_json(&layout, user.map(|u| u.id.to_string()).as_deref())
+}
+
+/// The seat counts of a showtime, as `GET /api/v1/showtimes/{id}/availability` sends them:
+/// from the same snapshot as the seat map, one rendering per snapshot for everyone.
+pub async fn availability_json(state: &AppState, showtime_id: Uuid) -> Result<actix_web::web::Bytes, ApiError> {
+    let (snapshot, layout) = seat_snapshot(state, showtime_id, None).await?;
+    snapshot.availability_json(&layout)
 }
 
 /// The showtime's current seat status (at most `SEATGATE_SEATMAP_CACHE_MS` old, never older

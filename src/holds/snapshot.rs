@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::layout::Layout;
-use super::service::{MapSeat, SeatMap, SeatState};
+use super::service::{Availability, CategoryAvailability, MapSeat, SeatMap, SeatState};
 use crate::catalog::model::Showtime;
 use crate::error::ApiError;
 
@@ -37,6 +37,7 @@ pub struct Snapshot {
     pub held: HashMap<Uuid, String>,
     holders: HashSet<String>,
     anonymous: OnceLock<Result<actix_web::web::Bytes, String>>,
+    counts: OnceLock<Result<actix_web::web::Bytes, String>>,
     fetched: Instant,
     epoch: u64,
 }
@@ -45,7 +46,16 @@ impl Snapshot {
     /// A snapshot of what was just read.
     pub fn new(showtime: Showtime, sold: HashSet<Uuid>, held: HashMap<Uuid, String>) -> Self {
         let holders = held.values().cloned().collect();
-        Self { showtime, sold, held, holders, anonymous: OnceLock::new(), fetched: Instant::now(), epoch: 0 }
+        Self {
+            showtime,
+            sold,
+            held,
+            holders,
+            anonymous: OnceLock::new(),
+            counts: OnceLock::new(),
+            fetched: Instant::now(),
+            epoch: 0,
+        }
     }
 
     /// The seat map as `me` (a user id, or nobody) sees it.
@@ -86,6 +96,59 @@ impl Snapshot {
             .get_or_init(|| encode(None).map_err(|e| e.to_string()))
             .clone()
             .map_err(|e| ApiError::Internal(anyhow::anyhow!("seat map does not serialise: {e}")))
+    }
+}
+
+impl Snapshot {
+    /// How many seats are free, held and sold, in all and per category in layout order.
+    pub fn availability(&self, layout: &Layout) -> Availability {
+        let mut categories: Vec<CategoryAvailability> = Vec::new();
+        for seat in &layout.seats {
+            let i = match categories.iter().position(|c| c.category == seat.category) {
+                Some(i) => i,
+                None => {
+                    categories.push(CategoryAvailability {
+                        category: seat.category.clone(),
+                        price: self.showtime.prices.get(&seat.category).copied().unwrap_or_default(),
+                        available: 0,
+                        held: 0,
+                        sold: 0,
+                    });
+                    categories.len() - 1
+                }
+            };
+            let counts = &mut categories[i];
+            if self.sold.contains(&seat.id) {
+                counts.sold += 1;
+            } else if self.held.contains_key(&seat.id) {
+                counts.held += 1;
+            } else {
+                counts.available += 1;
+            }
+        }
+        let sum = |f: fn(&CategoryAvailability) -> u32| categories.iter().map(f).sum::<u32>();
+        let (available, held, sold) = (sum(|c| c.available), sum(|c| c.held), sum(|c| c.sold));
+        Availability {
+            showtime_id: self.showtime.id,
+            currency: self.showtime.currency.clone(),
+            available,
+            held,
+            sold,
+            sold_out: available == 0 && held == 0,
+            categories,
+        }
+    }
+
+    /// [`availability`](Self::availability) as JSON, rendered once per snapshot.
+    pub fn availability_json(&self, layout: &Layout) -> Result<actix_web::web::Bytes, ApiError> {
+        self.counts
+            .get_or_init(|| {
+                serde_json::to_vec(&self.availability(layout))
+                    .map(actix_web::web::Bytes::from)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("availability does not serialise: {e}")))
     }
 }
 

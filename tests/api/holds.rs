@@ -240,6 +240,39 @@ async fn the_seat_map_shows_available_held_and_sold_with_prices(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn availability_counts_free_held_and_sold_seats_per_category(db: PgPool) {
+    // Arrange: A1 booked in PostgreSQL before Redis knows anything; alice holds A2.
+    let app = TestApp::spawn(db.clone()).await;
+    let show = show(&app, &[("A", 3, "standard"), ("B", 1, "vip")]).await;
+    let (alice, bob) = (app.new_user().await, app.new_user().await);
+    book_seat(&db, bob.id, &show.id, Some(&show.seat("A1"))).await;
+    hold(&app, &alice, &show, &["A2"]).await.assert_status(201);
+    let path = format!("/api/v1/showtimes/{}/availability", show.id);
+    // Act: no token needed, as for the seat map.
+    let counts = app.get(&path, None).await.json_status(200).await;
+    // Assert: the same statuses as the seat map, counted; prices as the seat map shows them.
+    let map = app.get(&format!("/api/v1/showtimes/{}/seats", show.id), None).await.json_status(200).await;
+    let price = |i: usize| map["seats"][i]["price"].clone();
+    assert_eq!(
+        counts,
+        json!({
+            "showtime_id": show.id, "currency": "EUR",
+            "available": 2, "held": 1, "sold": 1, "sold_out": false,
+            "categories": [
+                {"category": "standard", "price": price(0), "available": 1, "held": 1, "sold": 1},
+                {"category": "vip", "price": price(3), "available": 1, "held": 0, "sold": 0},
+            ],
+        })
+    );
+    // With every seat sold the showtime is sold out.
+    let one = self::show(&app, &[("A", 1, "standard")]).await;
+    book_seat(&db, bob.id, &one.id, Some(&one.seat("A1"))).await;
+    let sold = app.get(&format!("/api/v1/showtimes/{}/availability", one.id), None).await.json_status(200).await;
+    assert_eq!((sold["sold"].as_u64(), sold["sold_out"].as_bool()), (Some(1), Some(true)));
+    app.get(&format!("/api/v1/showtimes/{}/availability", Uuid::now_v7()), None).await.problem(404).await;
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
 async fn the_sold_cache_is_rebuilt_from_postgres_when_redis_lost_it(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let show = show(&app, &[("A", 2, "standard")]).await;
