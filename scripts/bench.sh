@@ -10,6 +10,15 @@
 #   scripts/bench.sh checkin [args]     two gates scan a 5,000-ticket showtime online
 #   scripts/bench.sh cluster [args]     holds across 64 showtimes and on one hot showtime, on the
 #                                       one Redis and then on a local 3-master Redis Cluster
+#   scripts/bench.sh stadium [args]     `sellout` of a 20,000-seat showtime in 3 categories to
+#                                       50,000 users (4,000 at a time, 98 % best-available),
+#                                       through seatgate-lb in front of TWO API instances
+#
+# `stadium` runs `seatgate-bench sellout --users 50000 --rows 100 --seats-per-row 200
+# --categories 3 --best-available-percent 98 --active-users 4000` (extra args come after these and
+# override them), with a second API on the port after SEATGATE_BENCH_LISTEN's and seatgate-lb on
+# the one after that (SEATGATE_LB_WORKER_THREADS 2, no rate limit, admin listener off), the
+# buyers talking to the lb; both APIs share the database, Redis prefix, AMQP names and JWT secret.
 #
 # `cluster` runs `holds --showtimes 64` and `holds --showtimes 1` (extra args go to each) on the
 # shared Redis, then starts scripts/redis-cluster.sh (3 masters, 3 replicas, under
@@ -32,7 +41,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-  echo "usage: scripts/bench.sh <scenario> [seatgate-bench args]   scenarios: holds, booking, sellout, watchers, queue, flood, checkin, cluster" >&2
+  echo "usage: scripts/bench.sh <scenario> [seatgate-bench args]   scenarios: holds, booking, sellout, watchers, queue, flood, checkin, cluster, stadium" >&2
   exit 2
 }
 [ $# -ge 1 ] || usage
@@ -72,7 +81,7 @@ fi
 with_workers=0
 case "$scenario" in
   holds | watchers | flood | checkin) ;;
-  booking | sellout | queue) with_workers=1 ;;
+  booking | sellout | queue | stadium) with_workers=1 ;;
   -h | --help) usage ;;
   *) echo "error: unknown scenario '$scenario'" >&2; usage ;;
 esac
@@ -88,12 +97,28 @@ amqp_namespace=${SEATGATE_BENCH_AMQP_NAMESPACE:-bench}
 scripts/ensure-services.sh
 
 echo "building release binaries (several minutes the first time)..."
-cargo build --release --locked -p seatgate -p seatgate-workers -p seatgate-bench
+cargo build --release --locked -p seatgate -p seatgate-workers -p seatgate-bench -p seatgate-lb
 
-if (exec 3<>"/dev/tcp/${listen%:*}/${listen##*:}") 2>/dev/null; then
-  echo "error: something already listens on $listen; stop it first" >&2
-  exit 1
+# The stadium: a second API and the lb on the next two ports of the same host.
+host=${listen%:*}
+port=${listen##*:}
+listen2=$host:$((port + 1))
+lb_listen=$host:$((port + 2))
+bench_scenario=$scenario
+bench_defaults=()
+if [ "$scenario" = stadium ]; then
+  bench_scenario=sellout
+  bench_defaults=(--users 50000 --rows 100 --seats-per-row 200 --categories 3 --best-available-percent 98 --active-users 4000)
 fi
+
+addresses=("$listen")
+[ "$scenario" = stadium ] && addresses+=("$listen2" "$lb_listen")
+for address in "${addresses[@]}"; do
+  if (exec 3<>"/dev/tcp/${address%:*}/${address##*:}") 2>/dev/null; then
+    echo "error: something already listens on $address; stop it first" >&2
+    exit 1
+  fi
+done
 
 # A clean database for every run; FORCE drops connections a crashed earlier run left behind.
 psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -q -c "drop database if exists $database with (force)"
@@ -115,6 +140,8 @@ unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 export SEATGATE_LISTEN=$listen
 export SEATGATE_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$database
 export SEATGATE_JWT_SECRET="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+# One ticket key for every process of the run: a ticket signed by one API verifies on another.
+export SEATGATE_TICKET_SIGNING_KEY="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export SEATGATE_REDIS_KEY_PREFIX=$key_prefix
 export SEATGATE_AMQP_NAMESPACE=$amqp_namespace
 export SEATGATE_LOG_FORMAT=json
@@ -127,6 +154,8 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 log="target/bench/api-$scenario-$stamp.log"
 workers_log="target/bench/workers-$scenario-$stamp.log"
 api_pid=
+api2_pid=
+lb_pid=
 workers_pid=
 
 # RabbitMQ queues of the bench namespace (names end in ".bench"): what is left in them is
@@ -170,8 +199,12 @@ stop_pid() {
 }
 
 stop_api() {
+  stop_pid "$lb_pid" lb
+  lb_pid=
   stop_pid "$workers_pid" workers
   workers_pid=
+  stop_pid "$api2_pid" "second API"
+  api2_pid=
   stop_pid "$api_pid" API
   api_pid=
   redis_cleanup
@@ -190,32 +223,49 @@ if [ "$scenario" = booking ]; then
   psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -q -c "drop database if exists $pgbench_database with (force)"
   SEATGATE_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$pgbench_database target/release/seatgate migrate
 fi
-if [ "$scenario" = sellout ] || [ "$scenario" = watchers ]; then
+if [ "$scenario" = sellout ] || [ "$scenario" = watchers ] || [ "$scenario" = stadium ]; then
   # 5,000 users are 5,000 connections on each side.
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 fi
 
+# Waits (60 s at most) until $2/health/ready answers 200, while process $1 lives; $3 is its log.
+wait_ready() {
+  local pid=$1 url=$2 log=$3
+  for _ in $(seq 1 240); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "error: the process serving $url exited during start-up; last lines of $log:" >&2
+      tail -n 20 "$log" >&2
+      exit 1
+    fi
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url/health/ready")" = 200 ]; then
+      return 0
+    fi
+    sleep 0.25
+  done
+  echo "error: $url/health/ready did not answer 200 within 60 s; last lines of $log:" >&2
+  tail -n 20 "$log" >&2
+  exit 1
+}
+
 echo "starting the API on $api_url (log: $log)"
 target/release/seatgate serve >"$log" 2>&1 &
 api_pid=$!
-
-ready=0
-for _ in $(seq 1 240); do # 60 s
-  if ! kill -0 "$api_pid" 2>/dev/null; then
-    echo "error: the API exited during start-up; last lines of $log:" >&2
-    tail -n 20 "$log" >&2
-    exit 1
-  fi
-  if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$api_url/health/ready")" = 200 ]; then
-    ready=1
-    break
-  fi
-  sleep 0.25
-done
-if [ $ready -ne 1 ]; then
-  echo "error: $api_url/health/ready did not answer 200 within 60 s; last lines of $log:" >&2
-  tail -n 20 "$log" >&2
-  exit 1
+wait_ready "$api_pid" "$api_url" "$log"
+bench_api=$api_url
+if [ "$scenario" = stadium ]; then
+  # After the first is ready: it applied the migrations and made the admin.
+  log2="target/bench/api2-$scenario-$stamp.log"
+  lb_log="target/bench/lb-$scenario-$stamp.log"
+  echo "starting the second API on http://$listen2 (log: $log2)"
+  SEATGATE_LISTEN=$listen2 target/release/seatgate serve >"$log2" 2>&1 &
+  api2_pid=$!
+  wait_ready "$api2_pid" "http://$listen2" "$log2"
+  echo "starting seatgate-lb on http://$lb_listen in front of both (log: $lb_log)"
+  SEATGATE_LB_LISTEN=$lb_listen SEATGATE_LB_UPSTREAMS="$api_url,http://$listen2" SEATGATE_LB_ADMIN_LISTEN=off \
+    SEATGATE_LB_WORKER_THREADS=2 SEATGATE_LB_MAX_CONNECTIONS=16000 target/release/seatgate-lb >"$lb_log" 2>&1 &
+  lb_pid=$!
+  wait_ready "$lb_pid" "http://$lb_listen" "$lb_log"
+  bench_api=http://$lb_listen
 fi
 
 if [ "$with_workers" = 1 ]; then
@@ -236,11 +286,13 @@ status=0
 # The watchers scenario reads the API's memory from /proc/<pid>/status; every scenario takes
 # the API's address from SEATGATE_BENCH_API.
 export SEATGATE_BENCH_API_PID=$api_pid
-export SEATGATE_BENCH_API=$api_url
-target/release/seatgate-bench "$scenario" "$@" || status=$?
-warnings=$(grep -c '"level":"WARN"' "$log" || true)
-errors=$(grep -c '"level":"ERROR"' "$log" || true)
-echo "API log: $log ($errors error lines, $warnings warning lines)"
+export SEATGATE_BENCH_API=$bench_api
+target/release/seatgate-bench "$bench_scenario" "${bench_defaults[@]}" "$@" || status=$?
+for api_log in "$log" ${log2:+"$log2"}; do
+  warnings=$(grep -c '"level":"WARN"' "$api_log" || true)
+  errors=$(grep -c '"level":"ERROR"' "$api_log" || true)
+  echo "API log: $api_log ($errors error lines, $warnings warning lines)"
+done
 if [ "$with_workers" = 1 ]; then
   warnings=$(grep -c '"level":"WARN"' "$workers_log" || true)
   errors=$(grep -c '"level":"ERROR"' "$workers_log" || true)

@@ -22,6 +22,8 @@ use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "seatgate-bench", version, about = "Load scenarios against a local seatgate API, with raw baselines")]
+// A flag given twice takes the last value: scripts/bench.sh puts its defaults first.
+#[command(args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     scenario: Scenario,

@@ -41,7 +41,7 @@ use tokio::task::JoinSet;
 
 use crate::api::{self, Api, LoadArgs, TargetArgs, register_users};
 use buyers::{BookingTarget, FreeSeats, Showtimes, booking_rounds};
-use fixtures::{catalog, run_id, showtime};
+use fixtures::{catalog, categories, run_id, showtime};
 use pgbench::Pgbench;
 use psql::{PSQL_TIMEOUT, psql};
 use sellout::{Race, RaceResult, check_invariants, racer, settle, verify};
@@ -127,12 +127,23 @@ pub struct SelloutArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     /// Users racing for the showtime, each with their own account.
-    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=20_000))]
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub users: u32,
+    /// At most this many users take part at once (0: all of them): the others wait their turn,
+    /// first come first served, and step in as users leave (with tickets or with "sold out"), as
+    /// behind a waiting room. Every user is a connection while active, so 50,000 at once would
+    /// need 50,000 file descriptors on each side of this one machine.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub active_users: u32,
+    /// Seat categories of the screen (1-3): rows fall front to back into equal bands, `premium`
+    /// (45.00), `standard` (25.00) and `economy` (12.00); with 1, every seat is `standard` (12.00).
+    /// A best-available buyer asks for one category, picked at random among those with seats left.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=3))]
+    pub categories: u32,
     /// Rows of the screen.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100))]
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=200))]
     pub rows: u32,
-    /// Seats per row (default 20 x 50 = 1000 seats).
+    /// Seats per row (default 20 x 50 = 1000 seats; rows x seats at most 20,000, the API's limit).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=200))]
     pub seats_per_row: u32,
     /// Registrations in flight at once with --register-through-api (each hashes a password with
@@ -173,7 +184,9 @@ pub struct SelloutArgs {
     #[arg(long, default_value = "psql")]
     pub psql_bin: String,
     /// Share of buyers (percent) who ask for the best seats together (best-available) instead of
-    /// picking seats from the seat map.
+    /// picking seats from the seat map. They never load the seat map: they read the showtime's
+    /// availability (`GET /api/v1/showtimes/{id}/availability`, a few hundred bytes) to choose a
+    /// category and to learn that it is sold out.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub best_available_percent: u32,
 }
@@ -205,7 +218,7 @@ pub async fn run_booking(args: BookingArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let setup = async {
         let run_id = run_id();
-        let c = catalog(&api, &args.target, &run_id, args.rows, args.seats_per_row).await?;
+        let c = catalog(&api, &args.target, &run_id, args.rows, args.seats_per_row, &categories(1)).await?;
         let mut list = Vec::new();
         for k in 0..args.showtimes {
             let id = showtime(&api, &c, 3 * i64::from(k)).await?;
@@ -265,8 +278,8 @@ pub async fn run_sellout(args: SelloutArgs) -> anyhow::Result<()> {
     let api_url = api::loopback_url("--api", &args.target.api)?;
     api::loopback_url("--database-url", &args.database_url)?;
     let total = u64::from(args.rows * args.seats_per_row);
-    if total > 5000 {
-        bail!("--rows x --seats-per-row is {total}; a screen has at most 5000 seats");
+    if total > 20_000 {
+        bail!("--rows x --seats-per-row is {total}; a screen has at most 20,000 seats");
     }
     // Fail before the long registration if the verification could not run.
     psql(&args.psql_bin, &args.database_url, "select 1").await.context("--database-url")?;
@@ -284,9 +297,9 @@ pub async fn run_sellout(args: SelloutArgs) -> anyhow::Result<()> {
         .context("build the HTTP client")?;
     let api = Api::new(client.clone(), &api_url);
 
-    eprintln!("setting up through {api_url}: one showtime of {total} seats...");
+    eprintln!("setting up through {api_url}: one showtime of {total} seats in {} categories...", args.categories);
     let run_id = run_id();
-    let c = catalog(&api, &args.target, &run_id, args.rows, args.seats_per_row).await?;
+    let c = catalog(&api, &args.target, &run_id, args.rows, args.seats_per_row, &categories(args.categories)).await?;
     let showtime_id = showtime(&api, &c, 0).await?;
     // The seat map once before the sale, as the on-sale page would have been viewed: caches warm.
     api.call(Method::GET, &format!("/api/v1/showtimes/{showtime_id}/seats"), None, None, StatusCode::OK)
@@ -319,16 +332,16 @@ pub async fn run_sellout(args: SelloutArgs) -> anyhow::Result<()> {
         },
         showtime: showtime_id,
         map_url: api.url(&format!("/api/v1/showtimes/{showtime_id}/seats")),
+        availability_url: api.url(&format!("/api/v1/showtimes/{showtime_id}/availability")),
+        categories: c.categories.iter().map(|(name, _)| *name).collect(),
+        active: (args.active_users > 0).then(|| Arc::new(tokio::sync::Semaphore::new(args.active_users as usize))),
         start,
         deadline: start + Duration::from_secs(args.time_limit_secs),
         total_seats: total,
         refresh_ms: args.refresh_ms,
         confirmed_seats: AtomicU64::new(0),
         all_confirmed_at: OnceLock::new(),
-        best_every: match args.best_available_percent {
-            0 => 0,
-            p => (100 / p).max(1),
-        },
+        best_percent: args.best_available_percent,
         sold_out_seen_at: OnceLock::new(),
     });
     let mut tasks = JoinSet::new();
@@ -391,6 +404,7 @@ pub async fn run_sellout(args: SelloutArgs) -> anyhow::Result<()> {
         holds: t.holds,
         conflicts: t.conflicts,
         best_available_attempts: t.best_available,
+        availability_reads: t.availability_reads,
         checkouts: t.checkouts,
         checkout_retries: t.checkout_retries,
         seat_maps: t.seat_maps,

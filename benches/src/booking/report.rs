@@ -163,8 +163,15 @@ pub(super) fn sellout_summary(args: &SelloutArgs, showtime: Uuid, r: &RaceResult
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!();
     println!(
-        "sellout: {} users, {} seats, showtime {showtime}, {cores} cores, poll {} ms, refresh {} ms, request timeout {} s",
-        r.users, r.seats, args.poll_ms, args.refresh_ms, args.request_timeout_secs
+        "sellout: {} users ({} at once), {} seats in {} categories, {}% best-available, showtime {showtime}, {cores} cores, poll {} ms, refresh {} ms, request timeout {} s",
+        r.users,
+        if args.active_users == 0 { "all".to_owned() } else { args.active_users.to_string() },
+        r.seats,
+        args.categories,
+        args.best_available_percent,
+        args.poll_ms,
+        args.refresh_ms,
+        args.request_timeout_secs
     );
     println!(
         "set-up: {} registrations in {:.1} s ({:.1}/s, {} at a time), not part of the race",
@@ -180,7 +187,7 @@ pub(super) fn sellout_summary(args: &SelloutArgs, showtime: Uuid, r: &RaceResult
         r.race_secs
     );
     println!(
-        "users: {}   bookings {} ({} seats)   holds {}  conflicts {} ({:.1}% of hold attempts; {} attempts best-available)   checkouts {} (retried {})   seat maps {}   polls {}   streams {} (fell back to polling {}{})",
+        "users: {}   bookings {} ({} seats)   holds {}  conflicts {} ({:.1}% of hold attempts; {} attempts best-available)   checkouts {} (retried {})   seat maps {}   availability reads {}   polls {}   streams {} (fell back to polling {}{})",
         r.endings.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
         r.bookings,
         r.confirmed_seats_seen,
@@ -191,6 +198,7 @@ pub(super) fn sellout_summary(args: &SelloutArgs, showtime: Uuid, r: &RaceResult
         r.checkouts,
         r.checkout_retries,
         r.seat_maps,
+        r.availability_reads,
         r.polls,
         r.pushes,
         r.push_fallbacks,
@@ -229,6 +237,9 @@ pub(super) fn sellout_summary(args: &SelloutArgs, showtime: Uuid, r: &RaceResult
         "poll_ms": args.poll_ms,
         "refresh_ms": args.refresh_ms,
         "request_timeout_secs": args.request_timeout_secs,
+        "active_users": args.active_users,
+        "categories": args.categories,
+        "best_available_percent": args.best_available_percent,
         "race": r,
         "checks": checks,
         "check_invariants": inv,

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -35,8 +36,14 @@ pub(super) struct Race {
     pub(super) all_confirmed_at: OnceLock<Duration>,
     /// When a user first got a seat map with no seat available and none held.
     pub(super) sold_out_seen_at: OnceLock<Duration>,
-    /// Every n-th buyer (0: none) asks for the best seats together instead of picking seats.
-    pub(super) best_every: u32,
+    /// Percent of buyers who ask for the best seats together instead of picking seats.
+    pub(super) best_percent: u32,
+    /// `GET /api/v1/showtimes/{id}/availability`, what best-available buyers look at.
+    pub(super) availability_url: String,
+    /// The screen's categories; with more than one, a best-available buyer names one.
+    pub(super) categories: Vec<&'static str>,
+    /// Turns to take part (`--active-users`); `None`: everybody at once.
+    pub(super) active: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Race {
@@ -74,17 +81,36 @@ fn backoff(rng: &mut StdRng, failures: u32, retry_after: Option<Duration>) -> Du
     jitter(rng, doubling.max(asked))
 }
 
-/// One user: load the seat map, hold 1-4 seats shown available, check out, poll; on a
+/// The counts of `GET /api/v1/showtimes/{id}/availability` a buyer looks at.
+#[derive(Deserialize)]
+struct Availability {
+    sold_out: bool,
+    categories: Vec<CategoryCount>,
+}
+
+#[derive(Deserialize)]
+struct CategoryCount {
+    category: String,
+    available: u32,
+}
+
+/// One user. A best-available buyer ([`best_buyer`]) never loads the seat map. Any other: load
+/// the seat map, hold 1-4 seats shown available, check out, follow the reservation; on a
 /// conflict try other seats from the same map (a fresh map after three conflicts in a row or
 /// when the map's seats are used up); stop with tickets, on a sold-out map, or at the limit.
-/// After an error the user backs off (`backoff`), honouring the API's `Retry-After`.
+/// After an error the user backs off (`backoff`), honouring the API's `Retry-After`. With
+/// `--active-users`, the user first waits for a turn and keeps it until the end.
 pub(super) async fn racer(race: Arc<Race>, user: User, n: u32) -> (Tally, Ending) {
     let mut rng = StdRng::from_rng(&mut rand::rng());
-    // A best-available buyer wants 1-4 seats together and asks for fewer when no block is left.
-    let mut best = (race.best_every > 0 && n.is_multiple_of(race.best_every))
-        .then(|| rng.random_range(1..=MAX_SEATS_PER_HOLD) as u32);
     let mut tally = Tally::default();
     tokio::time::sleep_until(tokio::time::Instant::from_std(race.start)).await;
+    let _turn = match &race.active {
+        Some(turns) => Some(turns.clone().acquire_owned().await.expect("the turns are never closed")),
+        None => None,
+    };
+    if n % 100 < race.best_percent {
+        return best_buyer(&race, &user, &mut rng, tally).await;
+    }
     let client = &race.shop.client;
     let mut seen: Vec<Uuid> = Vec::new();
     let mut misses = 0;
@@ -97,29 +123,7 @@ pub(super) async fn racer(race: Arc<Race>, user: User, n: u32) -> (Tally, Ending
             misses = 0;
             tally.seat_maps += 1;
             let answer = send(client.get(&race.map_url).bearer_auth(&user.token)).await;
-            if let Ok(answer) = &answer {
-                tally.note(answer);
-            }
-            let map = match answer.map(|a| (a.status, a.body)) {
-                Ok((StatusCode::OK, body)) => match serde_json::from_slice::<SeatMap>(&body) {
-                    Ok(map) => Some(map),
-                    Err(e) => {
-                        tally.error("seat map 200 unreadable", || e.to_string());
-                        None
-                    }
-                },
-                Ok((status, body)) => {
-                    tally.error(format!("seat map {} {}", status.as_u16(), code(&body)), || {
-                        format!("seat map {status}: {}", api::truncate(&String::from_utf8_lossy(&body), 300))
-                    });
-                    None
-                }
-                Err(e) => {
-                    tally.error(format!("seat map: transport error ({})", transport_kind(&e)), || chain(&e));
-                    None
-                }
-            };
-            let Some(map) = map else {
+            let Some(map) = read::<SeatMap>(answer, "seat map", &mut tally) else {
                 failures += 1;
                 tokio::time::sleep(backoff(&mut rng, failures, tally.retry_after.take())).await;
                 continue;
@@ -135,30 +139,6 @@ pub(super) async fn racer(race: Arc<Race>, user: User, n: u32) -> (Tally, Ending
                 tokio::time::sleep(jitter(&mut rng, race.refresh_ms)).await;
                 continue;
             }
-        }
-        if let Some(count) = best {
-            tally.best_available += 1;
-            match race.shop.purchase(&user.token, race.showtime, Pick::Best(count), &mut tally).await {
-                Attempt::Booked => {
-                    race.confirmed(u64::from(count));
-                    return (tally, Ending::Booked);
-                }
-                // No block of `count` free together: ask for fewer, after a fresh look.
-                Attempt::Conflict(_) => {
-                    failures = 0;
-                    best = Some(count.saturating_sub(1).max(1));
-                    misses = 3;
-                    if count == 1 {
-                        seen.clear();
-                        tokio::time::sleep(jitter(&mut rng, race.refresh_ms)).await;
-                    }
-                }
-                Attempt::HoldFailed | Attempt::NotConfirmed => {
-                    failures += 1;
-                    tokio::time::sleep(backoff(&mut rng, failures, tally.retry_after.take())).await;
-                }
-            }
-            continue;
         }
         let n = rng.random_range(1..=MAX_SEATS_PER_HOLD).min(seen.len());
         let mut seats = Vec::with_capacity(n);
@@ -184,6 +164,93 @@ pub(super) async fn racer(race: Arc<Race>, user: User, n: u32) -> (Tally, Ending
     }
 }
 
+/// A best-available buyer wants 1-4 seats together: reads the showtime's availability (sold
+/// out ends the race for him; only held seats left: he looks again in a moment), picks a
+/// category with free seats (on a one-category screen he names none), asks for his count
+/// there, then for fewer while no block is free, then looks at the availability again.
+async fn best_buyer(race: &Race, user: &User, rng: &mut StdRng, mut tally: Tally) -> (Tally, Ending) {
+    let wanted = rng.random_range(1..=MAX_SEATS_PER_HOLD) as u32;
+    let mut failures = 0;
+    loop {
+        if Instant::now() >= race.deadline {
+            return (tally, Ending::TimeLimit);
+        }
+        tally.availability_reads += 1;
+        let answer = send(race.shop.client.get(&race.availability_url).bearer_auth(&user.token)).await;
+        let Some(counts) = read::<Availability>(answer, "availability", &mut tally) else {
+            failures += 1;
+            tokio::time::sleep(backoff(rng, failures, tally.retry_after.take())).await;
+            continue;
+        };
+        failures = 0;
+        if counts.sold_out {
+            let _ = race.sold_out_seen_at.set(race.start.elapsed());
+            return (tally, Ending::SoldOut);
+        }
+        let open: Vec<&CategoryCount> = counts.categories.iter().filter(|c| c.available > 0).collect();
+        let Some(choice) = open.choose(rng) else {
+            tokio::time::sleep(jitter(rng, race.refresh_ms)).await;
+            continue;
+        };
+        let category = (race.categories.len() > 1).then_some(choice.category.as_str());
+        let mut count = wanted.min(choice.available).max(1);
+        loop {
+            tally.best_available += 1;
+            match race.shop.purchase(&user.token, race.showtime, Pick::Best(count, category), &mut tally).await {
+                Attempt::Booked => {
+                    race.confirmed(u64::from(count));
+                    return (tally, Ending::Booked);
+                }
+                Attempt::Conflict(_) if count > 1 => count -= 1,
+                // Not even one seat there: the availability was a moment old (it is shared
+                // for SEATGATE_SEATMAP_CACHE_MS); look again after about that long.
+                Attempt::Conflict(_) => {
+                    tokio::time::sleep(jitter(rng, CONFLICT_PAUSE_MS)).await;
+                    break;
+                }
+                Attempt::HoldFailed | Attempt::NotConfirmed => {
+                    failures += 1;
+                    tokio::time::sleep(backoff(rng, failures, tally.retry_after.take())).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Mean pause of a best-available buyer after no seat at all was free where he asked.
+const CONFLICT_PAUSE_MS: u64 = 300;
+
+/// A 200 answer's body as `T`; anything else is recorded as an error of `what`.
+fn read<T: serde::de::DeserializeOwned>(
+    answer: Result<super::shop::Answer, reqwest::Error>,
+    what: &str,
+    tally: &mut Tally,
+) -> Option<T> {
+    if let Ok(answer) = &answer {
+        tally.note(answer);
+    }
+    match answer.map(|a| (a.status, a.body)) {
+        Ok((StatusCode::OK, body)) => match serde_json::from_slice::<T>(&body) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                tally.error(format!("{what} 200 unreadable"), || e.to_string());
+                None
+            }
+        },
+        Ok((status, body)) => {
+            tally.error(format!("{what} {} {}", status.as_u16(), code(&body)), || {
+                format!("{what} {status}: {}", api::truncate(&String::from_utf8_lossy(&body), 300))
+            });
+            None
+        }
+        Err(e) => {
+            tally.error(format!("{what}: transport error ({})", transport_kind(&e)), || chain(&e));
+            None
+        }
+    }
+}
+
 /// What the race showed.
 #[derive(Debug, Serialize)]
 pub struct RaceResult {
@@ -202,6 +269,8 @@ pub struct RaceResult {
     pub conflicts: u64,
     /// Hold attempts that asked for the best seats together.
     pub best_available_attempts: u64,
+    /// Reads of the showtime's availability by best-available buyers.
+    pub availability_reads: u64,
     pub checkouts: u64,
     pub checkout_retries: u64,
     pub seat_maps: u64,

@@ -100,7 +100,8 @@ pub(super) struct Shop {
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Pick<'a> {
     Seats(&'a [Uuid]),
-    Best(u32),
+    /// `count` seats together, of the category if one is named.
+    Best(u32, Option<&'a str>),
 }
 
 impl Shop {
@@ -111,7 +112,8 @@ impl Shop {
         let hold_url = format!("{}/api/v1/showtimes/{showtime}/holds", self.base);
         let body = match pick {
             Pick::Seats(seats) => json!({"seat_ids": seats}),
-            Pick::Best(count) => json!({"best_available": {"count": count}}),
+            Pick::Best(count, None) => json!({"best_available": {"count": count}}),
+            Pick::Best(count, Some(category)) => json!({"best_available": {"count": count, "category": category}}),
         };
         let sent = Instant::now();
         let answer = send(self.client.post(&hold_url).bearer_auth(token).json(&body)).await;

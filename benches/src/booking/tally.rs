@@ -38,6 +38,8 @@ pub(super) struct Tally {
     pub(super) push_failures: BTreeMap<String, u64>,
     /// `GET /api/v1/showtimes/{id}/seats` calls (sellout).
     pub(super) seat_maps: u64,
+    /// Reads of the availability counts (best-available buyers of `sellout`).
+    pub(super) availability_reads: u64,
     pub(super) hold_us: Vec<u64>,
     pub(super) checkout_us: Vec<u64>,
     /// From the checkout's 202 to the stream event (or poll answer) that said `confirmed`.
@@ -78,6 +80,7 @@ impl Tally {
             *self.push_failures.entry(kind).or_default() += n;
         }
         self.seat_maps += other.seat_maps;
+        self.availability_reads += other.availability_reads;
         self.hold_us.extend(other.hold_us);
         self.checkout_us.extend(other.checkout_us);
         self.confirm_us.extend(other.confirm_us);
