@@ -10,13 +10,12 @@ use uuid::Uuid;
 use super::idempotency::{self, Claim};
 use crate::auth::AuthUser;
 use crate::catalog::model::ShowtimeStatus;
-use crate::catalog::repo as catalog;
 use crate::domain::ReservationStatus;
 use crate::error::{ApiError, on_constraint};
 use crate::holds::service::{redis_conn, redis_error, showtime_of};
 use crate::holds::store::{self, ExtendOutcome};
 use crate::infra::redis::ShowtimeKeys;
-use crate::ledger::repo::{self as ledger, NewReservation};
+use crate::ledger::repo::{self as ledger, CheckoutWritten, NewReservation};
 use crate::messaging::messages::{PaymentAction, PaymentTask};
 use crate::messaging::outbox;
 use crate::state::AppState;
@@ -126,6 +125,10 @@ async fn hand_back(state: &AppState, conn: &mut store::Conn, keys: &ShowtimeKeys
     }
 }
 
+/// Writes the checkout in one statement (`ledger::repo::CHECKOUT`), priced from the cached
+/// showtime; if its prices or currency changed since, the statement writes nothing and says so,
+/// and the checkout is priced again from what it read (once: a second change is a 503, retried
+/// by the client with the same key).
 #[expect(clippy::too_many_arguments, reason = "one call site; every argument is a distinct fact of the checkout")]
 async fn record(
     state: &AppState,
@@ -138,57 +141,83 @@ async fn record(
     token: &str,
 ) -> Result<(CheckoutAccepted, outbox::Staged), ApiError> {
     let layout = state.layouts.get(&state.db, showtime_id).await?;
-    let mut tx = state.db.begin().await?;
-    let showtime =
-        catalog::lock_showtime_for_sale(&mut tx, showtime_id).await?.ok_or(ApiError::NotFound("no such showtime"))?;
-    if showtime.status == ShowtimeStatus::Cancelled {
-        return Err(ApiError::Conflict("the showtime is cancelled".into()));
+    let showtime = crate::catalog::service::get_showtime(state, showtime_id).await?;
+    let (mut prices, mut currency) = (showtime.prices, showtime.currency);
+    let (reservation_id, payment_id) = (Uuid::now_v7(), Uuid::now_v7());
+    let task = outbox::prepare(&PaymentTask::new(PaymentAction::Charge, payment_id, reservation_id))?;
+    let deadline = DateTime::from_timestamp_millis(expires_at_ms).unwrap_or_else(Utc::now) + DEADLINE_GRACE;
+    let mut conn = state.db.acquire().await?;
+    for _ in 0..2 {
+        let priced = price(&layout, seats, &prices)?;
+        let reservation = NewReservation {
+            id: reservation_id,
+            user_id: user.id,
+            showtime_id,
+            hold_id,
+            amount_minor: priced.iter().map(|(_, _, p)| p).sum(),
+            currency: &currency,
+            deadline,
+            seats: &priced,
+        };
+        let accepted = CheckoutAccepted {
+            reservation_id,
+            status: ReservationStatus::PaymentPending,
+            amount: reservation.amount_minor,
+            currency: currency.clone(),
+            hold_id,
+            deadline,
+        };
+        let answer = serde_json::to_value(&accepted).map_err(anyhow::Error::from)?;
+        let checkout = ledger::Checkout {
+            reservation: &reservation,
+            prices: &prices,
+            payment_id,
+            payment_token: token,
+            idempotency_key: key,
+            task: &task,
+            answer: &answer,
+        };
+        let written = ledger::record_checkout(&mut conn, &checkout)
+            .await
+            .map_err(on_constraint("reservations_hold_id_key", || {
+                ApiError::Conflict("this hold is already checked out".into())
+            }))?;
+        let now = match written {
+            CheckoutWritten::Written => {
+                tracing::info!(reservation.id = %reservation_id, payment.id = %payment_id, amount = accepted.amount, "checkout accepted");
+                return Ok((accepted, task));
+            }
+            CheckoutWritten::NoShowtime => return Err(ApiError::NotFound("no such showtime")),
+            CheckoutWritten::Refused(now) => now,
+        };
+        if now.status == ShowtimeStatus::Cancelled {
+            return Err(ApiError::Conflict("the showtime is cancelled".into()));
+        }
+        if now.prices.0 == prices && now.currency == currency {
+            return Err(ApiError::Conflict("the showtime has already started".into()));
+        }
+        // The cached showtime was older than a change of its prices: price from the row.
+        (prices, currency) = (now.prices.0, now.currency);
     }
-    if showtime.starts_at <= Utc::now() {
-        return Err(ApiError::Conflict("the showtime has already started".into()));
-    }
-    let mut priced = Vec::with_capacity(seats.len());
-    for seat in seats {
-        let category = layout
-            .seat(*seat)
-            .map(|s| s.category.clone())
-            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("held seat {seat} is not in the showtime's layout")))?;
-        let price = *showtime
-            .prices
-            .0
-            .get(&category)
-            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("showtime has no price for category {category}")))?;
-        priced.push((*seat, category, price));
-    }
-    let reservation = NewReservation {
-        id: Uuid::now_v7(),
-        user_id: user.id,
-        showtime_id,
-        hold_id,
-        amount_minor: priced.iter().map(|(_, _, p)| p).sum(),
-        currency: &showtime.currency,
-        deadline: DateTime::from_timestamp_millis(expires_at_ms).unwrap_or_else(Utc::now) + DEADLINE_GRACE,
-        seats: &priced,
-    };
-    ledger::insert_reservation(&mut tx, &reservation)
-        .await
-        .map_err(on_constraint("reservations_hold_id_key", || {
-            ApiError::Conflict("this hold is already checked out".into())
-        }))?;
-    let payment_id = Uuid::now_v7();
-    ledger::insert_payment(&mut tx, payment_id, &reservation, token, key).await?;
-    let task = outbox::stage(&mut tx, &PaymentTask::new(PaymentAction::Charge, payment_id, reservation.id)).await?;
-    let accepted = CheckoutAccepted {
-        reservation_id: reservation.id,
-        status: ReservationStatus::PaymentPending,
-        amount: reservation.amount_minor,
-        currency: showtime.currency.clone(),
-        hold_id,
-        deadline: reservation.deadline,
-    };
-    let body = serde_json::to_value(&accepted).map_err(anyhow::Error::from)?;
-    idempotency::save(&mut tx, user.id, key, 202, &body).await?;
-    tx.commit().await?;
-    tracing::info!(reservation.id = %accepted.reservation_id, payment.id = %payment_id, amount = accepted.amount, "checkout accepted");
-    Ok((accepted, task))
+    Err(ApiError::Unavailable(anyhow::anyhow!("the showtime's prices changed twice during one checkout")))
+}
+
+/// Each held seat with its category and its price in `prices`.
+fn price(
+    layout: &crate::holds::layout::Layout,
+    seats: &[Uuid],
+    prices: &std::collections::BTreeMap<String, i64>,
+) -> Result<Vec<(Uuid, String, i64)>, ApiError> {
+    seats
+        .iter()
+        .map(|seat| {
+            let category = layout.seat(*seat).map(|s| s.category.clone()).ok_or_else(|| {
+                ApiError::Internal(anyhow::anyhow!("held seat {seat} is not in the showtime's layout"))
+            })?;
+            let price = *prices
+                .get(&category)
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("showtime has no price for category {category}")))?;
+            Ok((*seat, category, price))
+        })
+        .collect()
 }

@@ -76,20 +76,75 @@ pub struct NewReservation<'a> {
     pub seats: &'a [(Uuid, String, i64)],
 }
 
-/// The checkout statement: the reservation. Fails with `reservations_hold_id_key` when the
-/// hold is already checked out.
-pub const INSERT_RESERVATION: &str = r#"insert into reservations (id, user_id, showtime_id, hold_id, status, amount_minor, currency, deadline)
-           values ($1, $2, $3, $4, 'payment_pending', $5, $6, $7)"#;
-/// The checkout statement: the reservation's seats with their prices.
-pub const INSERT_RESERVATION_SEATS: &str = r#"insert into reservation_seats (reservation_id, seat_id, category, price_minor)
-           select $1, seat_id, category, price from unnest($2::uuid[], $3::text[], $4::bigint[]) as t(seat_id, category, price)"#;
-/// The checkout statement: the first payment attempt.
-pub const INSERT_PAYMENT: &str = r#"insert into payments (id, reservation_id, attempt, status, amount_minor, currency, payment_token, idempotency_key)
-           values ($1, $2, 1, 'initiated', $3, $4, $5, $6)"#;
+/// Checkout's one statement (one statement is one transaction: one round trip, one commit,
+/// no transaction left open while the API waits for CPU). It share-locks the showtime, so a
+/// concurrent cancellation waits for it (and then cancels its reservation too), and writes
+/// only while the showtime is scheduled, has not started, and still has the prices and currency
+/// the amount was computed from: the reservation, its priced seats, the first payment attempt,
+/// the payment task in the outbox (the message is part of its transaction) and the stored answer
+/// of the Idempotency-Key. It fails with `reservations_hold_id_key` when the hold is already
+/// checked out. The row says what the showtime was, and whether it wrote.
+pub const CHECKOUT: &str = r#"with st as (
+             select status, starts_at, prices, currency from showtimes where id = $3 for share
+           ), ok as (
+             select 1 from st where status = 'scheduled' and starts_at > now() and prices = $8 and currency = $6
+           ), r as (
+             insert into reservations (id, user_id, showtime_id, hold_id, status, amount_minor, currency, deadline)
+             select $1, $2, $3, $4, 'payment_pending', $5, $6, $7 from ok
+             returning id
+           ), s as (
+             insert into reservation_seats (reservation_id, seat_id, category, price_minor)
+             select r.id, t.seat_id, t.category, t.price
+               from r, unnest($9::uuid[], $10::text[], $11::bigint[]) as t(seat_id, category, price)
+           ), p as (
+             insert into payments (id, reservation_id, attempt, status, amount_minor, currency, payment_token, idempotency_key)
+             select $12, r.id, 1, 'initiated', $5, $6, $13, $14 from r
+           ), o as (
+             insert into outbox (message_id, routing_key, payload) select $15, $16, $17 from r
+           ), a as (
+             update idempotency_keys set response_status = 202, response_body = $18
+              where user_id = $2 and key = $14 and exists (select 1 from r)
+           )
+           select st.status, st.starts_at, st.prices, st.currency, exists (select 1 from r) as written from st"#;
 
-#[tracing::instrument(skip_all, fields(reservation.id = %r.id))]
-pub async fn insert_reservation(conn: &mut PgConnection, r: &NewReservation<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(INSERT_RESERVATION)
+/// Everything checkout writes, for [`record_checkout`].
+#[derive(Debug)]
+pub struct Checkout<'a> {
+    pub reservation: &'a NewReservation<'a>,
+    /// The showtime's prices the seats were priced from; nothing is written if they changed.
+    pub prices: &'a std::collections::BTreeMap<String, i64>,
+    pub payment_id: Uuid,
+    pub payment_token: &'a str,
+    pub idempotency_key: &'a str,
+    /// The payment task, staged in the outbox by the same statement.
+    pub task: &'a crate::messaging::outbox::Staged,
+    /// The answer stored under the Idempotency-Key.
+    pub answer: &'a serde_json::Value,
+}
+
+/// What [`record_checkout`] found.
+#[derive(Debug)]
+pub enum CheckoutWritten {
+    Written,
+    NoShowtime,
+    /// Nothing written: the showtime as it is now (cancelled, started, or other prices).
+    Refused(crate::catalog::repo::ShowtimeForSale),
+}
+
+#[derive(FromRow)]
+struct CheckoutRow {
+    #[sqlx(flatten)]
+    showtime: crate::catalog::repo::ShowtimeForSale,
+    written: bool,
+}
+
+#[tracing::instrument(skip_all, fields(reservation.id = %c.reservation.id))]
+pub async fn record_checkout(conn: &mut PgConnection, c: &Checkout<'_>) -> Result<CheckoutWritten, sqlx::Error> {
+    let r = c.reservation;
+    let seats: Vec<Uuid> = r.seats.iter().map(|p| p.0).collect();
+    let categories: Vec<&str> = r.seats.iter().map(|p| p.1.as_str()).collect();
+    let prices: Vec<i64> = r.seats.iter().map(|p| p.2).collect();
+    let row: Option<CheckoutRow> = sqlx::query_as(CHECKOUT)
         .bind(r.id)
         .bind(r.user_id)
         .bind(r.showtime_id)
@@ -97,33 +152,24 @@ pub async fn insert_reservation(conn: &mut PgConnection, r: &NewReservation<'_>)
         .bind(r.amount_minor)
         .bind(r.currency)
         .bind(r.deadline)
-        .execute(&mut *conn)
+        .bind(sqlx::types::Json(c.prices))
+        .bind(&seats)
+        .bind(&categories)
+        .bind(&prices)
+        .bind(c.payment_id)
+        .bind(c.payment_token)
+        .bind(c.idempotency_key)
+        .bind(c.task.message_id)
+        .bind(&c.task.routing_key)
+        .bind(sqlx::types::Json(c.task.payload()))
+        .bind(c.answer)
+        .fetch_optional(conn)
         .await?;
-    let seats: Vec<Uuid> = r.seats.iter().map(|p| p.0).collect();
-    let categories: Vec<&str> = r.seats.iter().map(|p| p.1.as_str()).collect();
-    let prices: Vec<i64> = r.seats.iter().map(|p| p.2).collect();
-    sqlx::query(INSERT_RESERVATION_SEATS).bind(r.id).bind(&seats).bind(&categories).bind(&prices).execute(conn).await?;
-    Ok(())
-}
-
-#[tracing::instrument(skip_all, fields(payment.id = %id))]
-pub async fn insert_payment(
-    conn: &mut PgConnection,
-    id: Uuid,
-    r: &NewReservation<'_>,
-    token: &str,
-    idempotency_key: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(INSERT_PAYMENT)
-        .bind(id)
-        .bind(r.id)
-        .bind(r.amount_minor)
-        .bind(r.currency)
-        .bind(token)
-        .bind(idempotency_key)
-        .execute(conn)
-        .await?;
-    Ok(())
+    Ok(match row {
+        None => CheckoutWritten::NoShowtime,
+        Some(row) if row.written => CheckoutWritten::Written,
+        Some(row) => CheckoutWritten::Refused(row.showtime),
+    })
 }
 
 #[tracing::instrument(skip_all, fields(reservation.id = %id))]

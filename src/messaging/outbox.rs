@@ -39,6 +39,11 @@ pub struct Staged {
 }
 
 impl Staged {
+    /// The message's JSON, as its outbox row holds it.
+    pub fn payload(&self) -> &Value {
+        &self.payload
+    }
+
     /// A message read back from the outbox by the relay; a booking event names its reservation.
     fn relayed(message_id: Uuid, routing_key: String, payload: Value) -> Self {
         let id = |field: &str| payload.get(field).and_then(Value::as_str).and_then(|s| s.parse::<Uuid>().ok());
@@ -91,16 +96,22 @@ impl Message for PaymentTask {
 pub const STAGE: &str =
     "insert into outbox (message_id, routing_key, payload) values ($1, $2, $3) on conflict do nothing";
 
-/// Writes `message` into the outbox, inside the caller's transaction.
-#[tracing::instrument(skip_all, fields(message.id = %message.message_id()))]
-pub async fn stage(conn: &mut PgConnection, message: &impl Message) -> Result<Staged, sqlx::Error> {
+/// `message` as the outbox stores it, for a statement that writes its row itself (checkout's
+/// one statement, `ledger::repo::CHECKOUT`); [`stage`] is the usual way.
+pub fn prepare(message: &impl Message) -> Result<Staged, sqlx::Error> {
     let payload = serde_json::to_value(message).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let staged = Staged {
+    Ok(Staged {
         message_id: message.message_id(),
         routing_key: message.routing_key(),
         reservation: message.reservation(),
         payload,
-    };
+    })
+}
+
+/// Writes `message` into the outbox, inside the caller's transaction.
+#[tracing::instrument(skip_all, fields(message.id = %message.message_id()))]
+pub async fn stage(conn: &mut PgConnection, message: &impl Message) -> Result<Staged, sqlx::Error> {
+    let staged = prepare(message)?;
     sqlx::query(STAGE)
         .bind(staged.message_id)
         .bind(&staged.routing_key)

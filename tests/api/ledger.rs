@@ -11,7 +11,7 @@ use std::time::Duration;
 use seatgate::ledger::charge::{Outcome, WorkerCtx, handle_payment};
 use seatgate::ledger::gateway::{Charge, ChargeResult, PaymentGateway, Refund, SimulatedGateway, Transient};
 use seatgate::messaging::messages::PaymentTask;
-use serde_json::json;
+use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -232,6 +232,44 @@ async fn a_checkout_that_fails_after_extending_the_hold_gives_it_back_to_its_own
     let seen = app.get(&format!("/api/v1/holds/{hold_id}"), Some(&alice.token)).await.json_status(200).await;
     assert_eq!(seen["status"], "held");
     app.delete(&format!("/api/v1/holds/{hold_id}"), Some(&alice.token)).await.assert_status(204);
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_checkout_is_priced_at_the_showtimes_prices_even_when_the_cached_showtime_is_older(db: PgPool) {
+    // Arrange: the showtime is cached with its prices, which then double in PostgreSQL behind
+    // the cache's back (as a price change made through another instance would look here).
+    let app = TestApp::spawn(db.clone()).await;
+    let show = show(&app, 2).await;
+    let alice = app.new_user().await;
+    let cached = app.get(&format!("/api/v1/showtimes/{}", show.id), None).await.json_status(200).await;
+    let hold_id = hold(&app, &alice, &show, &[0, 1]).await;
+    let old: i64 =
+        cached["prices"].as_object().expect("prices").values().filter_map(Value::as_i64).max().expect("a price");
+    sqlx::query(
+        "update showtimes set prices = (select jsonb_object_agg(key, value::bigint * 2) from jsonb_each_text(prices)) where id = $1",
+    )
+    .bind(show.id.parse::<Uuid>().expect("uuid"))
+    .execute(&db)
+    .await
+    .expect("prices doubled");
+    // Act
+    let accepted = checkout(&app, &alice, &hold_id, "k", "tok_ok").await.json_status(202).await;
+    // Assert: the answer, the reservation, its seats and its payment all carry the new prices.
+    assert_eq!(accepted["amount"].as_i64(), Some(2 * 2 * old));
+    let reservation = accepted["reservation_id"].as_str().expect("id").parse::<Uuid>().expect("uuid");
+    let (amount, seats, paid): (i64, i64, i64) = sqlx::query_as(
+        "select r.amount_minor, (select sum(price_minor)::bigint from reservation_seats where reservation_id = r.id),
+                (select amount_minor from payments where reservation_id = r.id)
+           from reservations r where r.id = $1",
+    )
+    .bind(reservation)
+    .fetch_one(&db)
+    .await
+    .expect("reservation");
+    assert_eq!((amount, seats, paid), (4 * old, 4 * old, 4 * old));
+    // The stored answer is the one given.
+    let again = checkout(&app, &alice, &hold_id, "k", "tok_ok").await.json_status(202).await;
+    assert_eq!(again, accepted);
 }
 
 #[sqlx::test(migrator = "seatgate::MIGRATOR")]

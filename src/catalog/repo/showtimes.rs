@@ -151,19 +151,13 @@ pub async fn showtimes_starting_after(conn: &mut PgConnection, after: DateTime<U
         .await
 }
 
-/// What checkout needs of a showtime, read under a share lock so that a concurrent
-/// cancellation waits for the checkout's transaction (and then cancels its reservation too).
+/// What checkout needs of a showtime, as its statement (`ledger::repo::CHECKOUT`) reads it under
+/// a share lock, so that a concurrent cancellation waits for it (and then cancels its
+/// reservation too).
 #[derive(Debug, FromRow)]
 pub struct ShowtimeForSale {
     pub starts_at: DateTime<Utc>,
     pub status: ShowtimeStatus,
     pub prices: Json<BTreeMap<String, i64>>,
     pub currency: String,
-}
-
-pub async fn lock_showtime_for_sale(conn: &mut PgConnection, id: Uuid) -> Result<Option<ShowtimeForSale>, sqlx::Error> {
-    sqlx::query_as("select starts_at, status, prices, currency from showtimes where id = $1 for share")
-        .bind(id)
-        .fetch_optional(conn)
-        .await
 }
