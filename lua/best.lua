@@ -14,6 +14,10 @@
 -- KEYS[9] sale    KEYS[10] adm     (the admission gate's keys, see _admission.lua)
 -- ARGV[8] count (>= 1)   ARGV[9] category name, or "" for any
 -- ARGV[10] index value   ARGV[11] index ttl_ms
+-- KEYS[11] full   set of the rows (their index r) whose every seat is sold, found by earlier
+--                 runs: skipped without a lookup. Only unsell.lua and resync_sold.lua take a
+--                 seat out of the sold set, and both delete this set; so does a rebuild of the
+--                 sold set (src/holds/store/mod.rs, warm). It expires with the sold set.
 --
 -- The pick, among every run of `count` adjacent seats of one row that are free (not sold, not
 -- in a live hold) and of the category, is the first by:
@@ -24,18 +28,20 @@
 --   3. the block's distance from the middle of its row, |2s + count - 1 - (n-1)| for a block
 --      starting at position s of a row of n seats; then the lower s.
 -- Rows are visited nearest the middle first and the scan stops after the first row that has a
--- block stranding nothing, so a busy house costs a few rows' lookups, not the whole layout.
+-- block stranding nothing, so a busy house costs a few rows' lookups, not the whole layout; a
+-- row with no seat of the named category is skipped after reading its category bytes alone.
 --
 -- Reply, first element the outcome:
 --   {"ok", expires_at_ms, seat_id...}  the seats picked and now held, in seat order
---   {"none"}                      no such block is free (nothing written but expired holds)
+--   {"none"}                      no such block is free (nothing written but expired holds and
+--                                 the rows found sold out)
 --   {"limit", seats_already_held} the user would go over max_per_user (nothing written)
 --   {"closed", "started"|"cancelled"}
 --   {"sale_not_open", opens_at_ms} {"not_admitted"}   refused by the admission gate
 --   {"cold"}                      meta, sold cache or layout missing: rebuild, retry
 local k_holds, k_expiry, k_info, k_users, k_sold, k_meta, k_layout, k_index =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local k_sale, k_adm = KEYS[9], KEYS[10]
+local k_sale, k_adm, k_full = KEYS[9], KEYS[10], KEYS[11]
 local hold_id, user = ARGV[1], ARGV[2]
 local ttl, lifetime, max_per_user = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local purge_limit, channel = tonumber(ARGV[6]), ARGV[7]
@@ -103,9 +109,28 @@ local function better(stranded, rank, dist, start)
   return start < best[4]
 end
 
+-- Rows sold out for good (until unsell.lua or resync_sold.lua), and those this run finds so.
+local full = {}
+for _, r in ipairs(redis.call('SMEMBERS', k_full)) do full[tonumber(r)] = true end
+local sold_out = {}
+local function remember_sold_out()
+  if #sold_out > 0 then
+    redis.call('SADD', k_full, unpack(sold_out))
+    local ttl = redis.call('PTTL', k_sold)
+    if ttl > 0 then redis.call('PEXPIRE', k_full, ttl) end
+  end
+end
+
 for rank, r in ipairs(order) do
-  local row = redis.call('HMGET', k_layout, 's' .. r, 'c' .. r)
-  local ids, cats = row[1] or '', row[2] or ''
+  -- A sold-out row costs nothing; a row without a seat of the category one small read (a
+  -- stadium's rows come in category bands, so most rows are skipped this way).
+  local ids, cats = '', ''
+  if not full[r] then
+    cats = redis.call('HGET', k_layout, 'c' .. r) or ''
+    if code == nil or string.find(cats, string.char(code), 1, true) then
+      ids = redis.call('HGET', k_layout, 's' .. r) or ''
+    end
+  end
   local n = math.floor(#ids / ID_LEN)
   if n >= count then
     local seats = {}
@@ -115,14 +140,17 @@ for rank, r in ipairs(order) do
     local sold = redis.call('SMISMEMBER', k_sold, unpack(seats))
     local owners = redis.call('HMGET', k_holds, unpack(seats))
     local free = {}
+    local all_sold = true
     for j = 1, n do
       local f = sold[j] == 0
+      if f then all_sold = false end
       if f and owners[j] then
         local _, expires = parse_owner(owners[j])
         f = expires <= now
       end
       free[j] = f
     end
+    if all_sold then sold_out[#sold_out + 1] = r end
     -- `run` counts the usable seats (free and of the category) ending at j.
     local run = 0
     for j = 1, n do
@@ -145,6 +173,7 @@ for rank, r in ipairs(order) do
   end
 end
 
+remember_sold_out()
 if best == nil then
   return {'none'}
 end

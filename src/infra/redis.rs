@@ -327,6 +327,7 @@ impl Keys {
             sold: format!("{base}:sold"),
             meta: format!("{base}:meta"),
             layout: format!("{base}:layout"),
+            full: format!("{base}:full"),
             events: format!("{base}:events"),
             sale: format!("{base}:sale"),
             adm: format!("{base}:adm"),
@@ -426,6 +427,8 @@ pub struct ShowtimeKeys {
     pub meta: String,
     /// The layout in the form `best.lua` scans (see `lua/best.lua`).
     pub layout: String,
+    /// Rows `best.lua` found sold out (a cache over `sold`; see `lua/best.lua`).
+    pub full: String,
     /// Pub/sub channel of seat status changes (not a key).
     pub events: String,
     /// The sale settings mirrored from PostgreSQL (read by the admission gate, `lua/_admission.lua`).

@@ -158,6 +158,44 @@ async fn pick(rows: &[&str], cats: Option<&[&str]>, count: u32, category: Option
     }
 }
 
+/// The rows `best.lua` remembers as sold out.
+async fn sold_out_rows(house: &House) -> Vec<String> {
+    let mut conn = house.pool.get().await.expect("redis connection");
+    let mut rows: Vec<String> =
+        redis::cmd("SMEMBERS").arg(&house.keys.full).query_async(&mut conn).await.expect("smembers");
+    rows.sort();
+    rows
+}
+
+#[tokio::test]
+async fn a_sold_out_row_is_remembered_until_a_seat_of_it_is_sold_no_more() {
+    // Arrange: the middle row B is sold out.
+    let (pool, prefix) = redis_pool().await;
+    let house = House::new(&pool, &prefix, &["....", "XXXX", "...."], None).await;
+    // Act: a pick looks at B first, finds it sold out and remembers it.
+    let BestOutcome::Held { seats, .. } = house.pick(1, None).await else { panic!("a free seat") };
+    // Assert: of A and C, equally near the middle, the one further back; B is remembered.
+    assert_eq!(house.position(seats[0]).0, 2);
+    assert_eq!(sold_out_rows(&house).await, ["1"]);
+    // A cancelled booking frees B2: the memory goes, and the next pick takes B2, in the middle row.
+    let mut conn = pool.get().await.expect("redis connection");
+    let b2 = house.ids[1][1];
+    store::unsell(&mut conn, &house.keys, &[b2], Duration::from_secs(120)).await.expect("unsell");
+    assert!(sold_out_rows(&house).await.is_empty());
+    let BestOutcome::Held { seats, .. } = house.pick(1, None).await else { panic!("a free seat") };
+    assert_eq!(seats, [b2]);
+
+    // The same when the sweeper finds a seat shown sold that is no longer booked.
+    let house = House::new(&pool, &prefix, &["XXX"], None).await;
+    assert!(matches!(house.pick(1, None).await, BestOutcome::NoBlock));
+    assert_eq!(sold_out_rows(&house).await, ["0"]);
+    let a3 = house.ids[0][2];
+    store::correct_sold(&mut conn, &house.keys, &[], &[a3]).await.expect("resync");
+    assert!(sold_out_rows(&house).await.is_empty());
+    let BestOutcome::Held { seats, .. } = house.pick(1, None).await else { panic!("a free seat") };
+    assert_eq!(seats, [a3]);
+}
+
 #[tokio::test]
 async fn the_middle_row_and_the_middle_of_the_row_come_first() {
     let picked = pick(&["......", "......", "......"], None, 2, None).await;

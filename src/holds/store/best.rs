@@ -77,7 +77,10 @@ pub async fn hold_best(
         format!("{}:{}", p.showtime_id, p.user_id),
         (p.max_lifetime + INDEX_GRACE).as_millis().to_string(),
     ];
-    let keys = [&*k.holds, &*k.expiry, &*k.info, &*k.users, &*k.sold, &*k.meta, &*k.layout, &*index, &*k.sale, &*k.adm];
+    let keys = [
+        &*k.holds, &*k.expiry, &*k.info, &*k.users, &*k.sold, &*k.meta, &*k.layout, &*index, &*k.sale, &*k.adm,
+        &*k.full,
+    ];
     let (status, rest) = split(run("best", &BEST, conn, &keys, &args).await?)?;
     Ok(match status.as_str() {
         "ok" => BestOutcome::Held {

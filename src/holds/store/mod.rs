@@ -287,7 +287,7 @@ pub async fn sell(
 pub async fn unsell(conn: &mut Conn, k: &ShowtimeKeys, seats: &[Uuid], sold_ttl: Duration) -> anyhow::Result<()> {
     let mut args = vec![k.events.clone(), sold_ttl.as_millis().max(1).to_string()];
     args.extend(ids(seats));
-    run("unsell", &UNSELL, conn, &[&*k.sold], &args).await?;
+    run("unsell", &UNSELL, conn, &[&*k.sold, &*k.full], &args).await?;
     Ok(())
 }
 
@@ -363,7 +363,7 @@ pub async fn correct_sold(conn: &mut Conn, k: &ShowtimeKeys, add: &[Uuid], free:
     let mut args = vec![k.events.clone(), add.len().to_string()];
     args.extend(ids(add));
     args.extend(ids(free));
-    run("resync_sold", &RESYNC_SOLD, conn, &[&*k.sold], &args).await?;
+    run("resync_sold", &RESYNC_SOLD, conn, &[&*k.sold, &*k.full], &args).await?;
     Ok(())
 }
 
@@ -447,6 +447,9 @@ pub async fn warm(
         .sadd(&k.sold, members)
         .ignore()
         .pexpire(&k.sold, sold_ttl.as_millis().max(1) as i64)
+        .ignore()
+        // best.lua's sold-out rows were found in the set being rebuilt.
+        .del(&k.full)
         .ignore()
         .query_async(conn)
         .await
