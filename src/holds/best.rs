@@ -154,12 +154,13 @@ pub async fn create_best_hold(
     };
     let request = BestRequest { count: best.count, category: best.category.as_deref() };
     let mut conn = redis_conn(state).await?;
-    let mut outcome = store::hold_best(&mut conn, &state.keys, &keys, params, request).await.map_err(redis_error)?;
+    let lost = |e| service::lost_answer(state, &params, e);
+    let mut outcome = store::hold_best(&mut conn, &state.keys, &keys, params, request).await.map_err(lost)?;
     if outcome == BestOutcome::Cold {
         service::warm(state, &mut conn, showtime_id, &keys).await?;
         store::set_layout(&mut conn, &keys, &scan_layout(&layout), LAYOUT_TTL).await.map_err(redis_error)?;
         tracing::info!(seats = layout.seats.len(), "scan layout written from PostgreSQL");
-        outcome = store::hold_best(&mut conn, &state.keys, &keys, params, request).await.map_err(redis_error)?;
+        outcome = store::hold_best(&mut conn, &state.keys, &keys, params, request).await.map_err(lost)?;
     }
     state.seat_status.invalidate(showtime_id);
     let refused = |reason: &'static str| {

@@ -103,6 +103,42 @@ pub struct Availability {
     pub categories: Vec<CategoryAvailability>,
 }
 
+/// Waits before each try to release a hold whose grant may have been lost.
+const LOST_HOLD_RETRIES: [Duration; 4] =
+    [Duration::from_millis(500), Duration::from_secs(2), Duration::from_secs(5), Duration::from_secs(10)];
+
+/// A hold script that failed after it was sent (a reply timeout, a dropped connection) may have
+/// run: its seats would then stay held for a whole TTL by a hold whose id nobody knows (the
+/// caller got a 503 and will try again, over the per-user limit if it was counted). So the hold
+/// id is released in the background, a few times over some seconds until an answer comes:
+/// `release.lua` checks the owner, and a hold that never was is `not_found`, a no-op. Commands
+/// of one process go over one multiplexed connection (per node), in order, so a release sent
+/// after the script cannot overtake it. Returns the error as the caller maps it (`redis_error`).
+pub(crate) fn lost_answer(state: &AppState, p: &HoldParams, e: anyhow::Error) -> ApiError {
+    let (state, showtime_id, hold_id, user_id) = (state.clone(), p.showtime_id, p.hold_id, p.user_id.to_string());
+    tokio::spawn(async move {
+        let keys = state.keys.showtime(showtime_id);
+        for wait in LOST_HOLD_RETRIES {
+            tokio::time::sleep(wait).await;
+            let Ok(mut conn) = redis_conn(&state).await else { continue };
+            match store::release(&mut conn, &state.keys, &keys, hold_id, &user_id, false).await {
+                Ok(ReleaseOutcome::Released) => {
+                    metrics::counter!("seatgate_lost_holds_released_total").increment(1);
+                    tracing::info!(hold.id = %hold_id, "released a hold whose grant did not reach its caller");
+                    state.seat_status.invalidate(showtime_id);
+                    return;
+                }
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::debug!(hold.id = %hold_id, error = %e, "releasing a possibly lost hold failed; retrying")
+                }
+            }
+        }
+        tracing::warn!(hold.id = %hold_id, "a possibly lost hold could not be released; it expires with its TTL");
+    });
+    redis_error(e)
+}
+
 /// A Redis failure: unreachable (or, on a cluster, a slot moving or without a master) is 503,
 /// anything else 500.
 pub fn redis_error(e: anyhow::Error) -> ApiError {
@@ -169,10 +205,11 @@ pub async fn create_hold(
         max_seats_per_user: holds.max_seats_per_user,
     };
     let mut conn = redis_conn(state).await?;
-    let mut outcome = store::hold(&mut conn, &state.keys, &keys, params, &req.seat_ids).await.map_err(redis_error)?;
+    let lost = |e| lost_answer(state, &params, e);
+    let mut outcome = store::hold(&mut conn, &state.keys, &keys, params, &req.seat_ids).await.map_err(lost)?;
     if outcome == HoldOutcome::Cold {
         warm(state, &mut conn, showtime_id, &keys).await?;
-        outcome = store::hold(&mut conn, &state.keys, &keys, params, &req.seat_ids).await.map_err(redis_error)?;
+        outcome = store::hold(&mut conn, &state.keys, &keys, params, &req.seat_ids).await.map_err(lost)?;
     }
     // Granted or refused, this instance's seat map of the showtime is now out of date (a
     // refusal means it showed a taken seat as free).

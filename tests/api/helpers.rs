@@ -365,3 +365,65 @@ pub async fn hold(app: &TestApp, user: &TestUser, show: &Show, seats: &[usize]) 
         .await;
     body["hold_id"].as_str().expect("hold id").to_owned()
 }
+
+/// A TCP proxy to the shared Redis whose connections can all be cut at once, like a Redis
+/// restart, and whose replies can be held back (the requests still reach Redis), like a Redis
+/// too busy to answer within the client's timeout.
+pub struct RedisProxy {
+    pub port: u16,
+    generation: tokio::sync::watch::Sender<u64>,
+    stalled: tokio::sync::watch::Sender<bool>,
+}
+
+impl RedisProxy {
+    pub async fn start() -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (generation, _) = tokio::sync::watch::channel(0u64);
+        let (stalled, _) = tokio::sync::watch::channel(false);
+        let (cuts, stalls) = (generation.clone(), stalled.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let mut cut = cuts.subscribe();
+                let mut stall = stalls.subscribe();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect("127.0.0.1:6379").await else { return };
+                    let ((mut client_rx, mut client_tx), (mut server_rx, mut server_tx)) =
+                        (client.into_split(), server.into_split());
+                    let up = tokio::io::copy(&mut client_rx, &mut server_tx);
+                    let down = async {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        while let Ok(n @ 1..) = server_rx.read(&mut buf).await {
+                            while *stall.borrow_and_update() {
+                                if stall.changed().await.is_err() {
+                                    return;
+                                }
+                            }
+                            if client_tx.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    // Either side closing, or a cut, drops both connections.
+                    tokio::select! {
+                        _ = up => {}
+                        () = down => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { port, generation, stalled }
+    }
+
+    /// Closes every connection made through the proxy so far.
+    pub fn cut_all(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Holds Redis' replies back (`true`) or lets them, and those held, through.
+    pub fn stall(&self, on: bool) {
+        self.stalled.send_replace(on);
+    }
+}

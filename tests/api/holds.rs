@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, TestUser, book_seat, test_config};
+use crate::helpers::{RedisProxy, TestApp, TestUser, book_seat, test_config};
 
 /// A showtime with its seat ids by name ("A1", ...).
 struct Show {
@@ -404,4 +404,42 @@ async fn a_hold_and_its_release_are_one_redis_command_each(db: PgPool) {
     assert!(on_hold[0].starts_with("\"evalsha\""), "{on_hold:?}");
     assert_eq!(on_release.len(), 1, "{on_release:?}");
     assert!(on_release[0].starts_with("\"evalsha\""), "{on_release:?}");
+}
+
+#[sqlx::test(migrator = "seatgate::MIGRATOR")]
+async fn a_hold_granted_while_its_answer_was_lost_is_released_in_the_background(db: PgPool) {
+    // Arrange: the API reaches Redis through a proxy that can hold Redis' replies back; the
+    // showtime is warm and its scripts loaded (a first hold, released).
+    let proxy = RedisProxy::start().await;
+    let mut config = test_config();
+    config.redis.cluster_nodes.clear();
+    config.redis.url = seatgate::config::Secret::new(format!("redis://127.0.0.1:{}", proxy.port));
+    config.redis.timeout = Duration::from_millis(300);
+    let app = TestApp::spawn_with(db, config.clone()).await;
+    let show = show(&app, &[("A", 2, "standard")]).await;
+    let alice = app.new_user().await;
+    let first = hold(&app, &alice, &show, &["A1"]).await.json_status(201).await;
+    app.delete(&format!("/api/v1/holds/{}", first["hold_id"].as_str().expect("id")), Some(&alice.token))
+        .await
+        .assert_status(204);
+    config.redis.url = seatgate::config::Secret::new("redis://127.0.0.1:6379".to_owned());
+    let direct = seatgate::infra::redis::pool(&config.redis).expect("a pool past the proxy");
+    let holds_key = app.state.keys.showtime(show.id.parse().expect("uuid")).holds;
+    let held = || async {
+        let mut conn = direct.get().await.expect("redis connection");
+        let n: u64 = deadpool_redis::redis::cmd("HLEN").arg(&holds_key).query_async(&mut conn).await.expect("hlen");
+        n
+    };
+    // Act: the hold script runs in Redis, but its answer is held back past the API's timeout.
+    proxy.stall(true);
+    hold(&app, &alice, &show, &["A1", "A2"]).await.problem(503).await;
+    assert_eq!(held().await, 2, "the script ran: both seats are held by a hold nobody was told of");
+    proxy.stall(false);
+    // Assert: the API releases that hold by itself, long before its TTL, and alice may hold again.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while held().await > 0 {
+        assert!(Instant::now() < deadline, "the lost hold was never released");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    hold(&app, &alice, &show, &["A1", "A2"]).await.assert_status(201);
 }

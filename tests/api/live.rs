@@ -6,11 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 
-use crate::helpers::{Res, TestApp, hold, show, test_config};
+use crate::helpers::{RedisProxy, Res, TestApp, hold, show, test_config};
 
 /// How long any expected frame may take.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -303,44 +300,10 @@ async fn stopping_the_server_ends_open_streams(db: PgPool) {
     }
 }
 
-/// A TCP proxy to Redis whose connections can all be cut at once, like a Redis restart.
-struct CuttableProxy {
-    port: u16,
-    generation: watch::Sender<u64>,
-}
-
-impl CuttableProxy {
-    async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let (generation, _) = watch::channel(0u64);
-        let cuts = generation.clone();
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let mut cut = cuts.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect("127.0.0.1:6379").await else { return };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cut.changed() => {
-                            let _ = client.shutdown().await;
-                        }
-                    }
-                });
-            }
-        });
-        Self { port, generation }
-    }
-
-    fn cut_all(&self) {
-        self.generation.send_modify(|g| *g += 1);
-    }
-}
-
 #[sqlx::test(migrator = "seatgate::MIGRATOR")]
 async fn after_the_redis_connection_is_lost_streams_get_a_fresh_snapshot_and_events_again(db: PgPool) {
     // Arrange
-    let proxy = CuttableProxy::start().await;
+    let proxy = RedisProxy::start().await;
     let mut config = test_config();
     // A single Redis behind the proxy, also in a cluster run: what is cut is one connection.
     config.redis.cluster_nodes.clear();
