@@ -417,6 +417,16 @@ impl RedisProxy {
         Self { port, generation, stalled }
     }
 
+    /// The test configuration with a single Redis behind this proxy (also in a cluster run:
+    /// what is cut or stalled is one connection) and `timeout` as the reply timeout.
+    pub fn config(&self, timeout: Duration) -> Config {
+        let mut config = test_config();
+        config.redis.cluster_nodes.clear();
+        config.redis.url = Secret::new(format!("redis://127.0.0.1:{}", self.port));
+        config.redis.timeout = timeout;
+        config
+    }
+
     /// Closes every connection made through the proxy so far.
     pub fn cut_all(&self) {
         self.generation.send_modify(|g| *g += 1);

@@ -214,14 +214,21 @@ fn statuses(map: &Value) -> Vec<(String, String, bool)> {
         .collect()
 }
 
+/// Rows A (3 standard seats) and B (1 vip); A1 booked by bob in PostgreSQL before Redis knows
+/// anything, A2 held by alice. Returns the show, alice and bob.
+async fn a1_sold_a2_held(app: &TestApp, db: &PgPool) -> (Show, TestUser, TestUser) {
+    let show = show(app, &[("A", 3, "standard"), ("B", 1, "vip")]).await;
+    let (alice, bob) = (app.new_user().await, app.new_user().await);
+    book_seat(db, bob.id, &show.id, Some(&show.seat("A1"))).await;
+    hold(app, &alice, &show, &["A2"]).await.assert_status(201);
+    (show, alice, bob)
+}
+
 #[sqlx::test(migrator = "seatgate::MIGRATOR")]
 async fn the_seat_map_shows_available_held_and_sold_with_prices(db: PgPool) {
-    // Arrange: A1 booked in PostgreSQL before Redis knows anything; alice holds A2.
+    // Arrange: A1 sold, A2 held by alice.
     let app = TestApp::spawn(db.clone()).await;
-    let show = show(&app, &[("A", 3, "standard"), ("B", 1, "vip")]).await;
-    let (alice, bob) = (app.new_user().await, app.new_user().await);
-    book_seat(&db, bob.id, &show.id, Some(&show.seat("A1"))).await;
-    hold(&app, &alice, &show, &["A2"]).await.assert_status(201);
+    let (show, alice, _bob) = a1_sold_a2_held(&app, &db).await;
     // Act
     let path = format!("/api/v1/showtimes/{}/seats", show.id);
     let for_alice = app.get(&path, Some(&alice.token)).await.json_status(200).await;
@@ -241,12 +248,9 @@ async fn the_seat_map_shows_available_held_and_sold_with_prices(db: PgPool) {
 
 #[sqlx::test(migrator = "seatgate::MIGRATOR")]
 async fn availability_counts_free_held_and_sold_seats_per_category(db: PgPool) {
-    // Arrange: A1 booked in PostgreSQL before Redis knows anything; alice holds A2.
+    // Arrange: A1 sold, A2 held by alice.
     let app = TestApp::spawn(db.clone()).await;
-    let show = show(&app, &[("A", 3, "standard"), ("B", 1, "vip")]).await;
-    let (alice, bob) = (app.new_user().await, app.new_user().await);
-    book_seat(&db, bob.id, &show.id, Some(&show.seat("A1"))).await;
-    hold(&app, &alice, &show, &["A2"]).await.assert_status(201);
+    let (show, _alice, bob) = a1_sold_a2_held(&app, &db).await;
     let path = format!("/api/v1/showtimes/{}/availability", show.id);
     // Act: no token needed, as for the seat map.
     let counts = app.get(&path, None).await.json_status(200).await;
@@ -411,10 +415,7 @@ async fn a_hold_granted_while_its_answer_was_lost_is_released_in_the_background(
     // Arrange: the API reaches Redis through a proxy that can hold Redis' replies back; the
     // showtime is warm and its scripts loaded (a first hold, released).
     let proxy = RedisProxy::start().await;
-    let mut config = test_config();
-    config.redis.cluster_nodes.clear();
-    config.redis.url = seatgate::config::Secret::new(format!("redis://127.0.0.1:{}", proxy.port));
-    config.redis.timeout = Duration::from_millis(300);
+    let mut config = proxy.config(Duration::from_millis(300));
     let app = TestApp::spawn_with(db, config.clone()).await;
     let show = show(&app, &[("A", 2, "standard")]).await;
     let alice = app.new_user().await;

@@ -304,12 +304,7 @@ async fn stopping_the_server_ends_open_streams(db: PgPool) {
 async fn after_the_redis_connection_is_lost_streams_get_a_fresh_snapshot_and_events_again(db: PgPool) {
     // Arrange
     let proxy = RedisProxy::start().await;
-    let mut config = test_config();
-    // A single Redis behind the proxy, also in a cluster run: what is cut is one connection.
-    config.redis.cluster_nodes.clear();
-    config.redis.url = seatgate::config::Secret::new(format!("redis://127.0.0.1:{}", proxy.port));
-    config.redis.timeout = Duration::from_millis(1000);
-    let app = TestApp::spawn_with(db, config).await;
+    let app = TestApp::spawn_with(db, proxy.config(Duration::from_millis(1000))).await;
     let show = show(&app, 2).await;
     let alice = app.new_user().await;
     let mut events = Events::open(&app, &show.id, None).await;
