@@ -123,15 +123,15 @@ pub(super) async fn racer(race: Arc<Race>, user: User, n: u32) -> (Tally, Ending
             misses = 0;
             tally.seat_maps += 1;
             let answer = send(client.get(&race.map_url).bearer_auth(&user.token)).await;
-            let Some(map) = read::<SeatMap>(answer, "seat map", &mut tally) else {
+            let Some((available, all_sold)) = read(answer, "seat map", &mut tally, SeatMap::available) else {
                 failures += 1;
                 tokio::time::sleep(backoff(&mut rng, failures, tally.retry_after.take())).await;
                 continue;
             };
             failures = 0;
-            seen = map.seats.iter().filter(|s| s.status == "available").map(|s| s.id).collect();
+            seen = available;
             if seen.is_empty() {
-                if map.seats.iter().all(|s| s.status == "sold") {
+                if all_sold {
                     let _ = race.sold_out_seen_at.set(race.start.elapsed());
                     return (tally, Ending::SoldOut);
                 }
@@ -177,7 +177,9 @@ async fn best_buyer(race: &Race, user: &User, rng: &mut StdRng, mut tally: Tally
         }
         tally.availability_reads += 1;
         let answer = send(race.shop.client.get(&race.availability_url).bearer_auth(&user.token)).await;
-        let Some(counts) = read::<Availability>(answer, "availability", &mut tally) else {
+        let Some(counts) =
+            read(answer, "availability", &mut tally, |body| serde_json::from_slice::<Availability>(body))
+        else {
             failures += 1;
             tokio::time::sleep(backoff(rng, failures, tally.retry_after.take())).await;
             continue;
@@ -221,17 +223,18 @@ async fn best_buyer(race: &Race, user: &User, rng: &mut StdRng, mut tally: Tally
 /// Mean pause of a best-available buyer after no seat at all was free where he asked.
 const CONFLICT_PAUSE_MS: u64 = 300;
 
-/// A 200 answer's body as `T`; anything else is recorded as an error of `what`.
-fn read<T: serde::de::DeserializeOwned>(
+/// A 200 answer's body read by `parse`; anything else is recorded as an error of `what`.
+fn read<T>(
     answer: Result<super::shop::Answer, reqwest::Error>,
     what: &str,
     tally: &mut Tally,
+    parse: impl FnOnce(&[u8]) -> Result<T, serde_json::Error>,
 ) -> Option<T> {
     if let Ok(answer) = &answer {
         tally.note(answer);
     }
     match answer.map(|a| (a.status, a.body)) {
-        Ok((StatusCode::OK, body)) => match serde_json::from_slice::<T>(&body) {
+        Ok((StatusCode::OK, body)) => match parse(&body) {
             Ok(value) => Some(value),
             Err(e) => {
                 tally.error(format!("{what} 200 unreadable"), || e.to_string());
