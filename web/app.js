@@ -773,15 +773,23 @@ async function adminView() {
 
   async function loadScreens() {
     const theater = theaterSelects[1].value;
-    screens = theater ? await get(`/api/v1/theaters/${theater}/screens`) : [];
+    const list = theater ? await get(`/api/v1/theaters/${theater}/screens`) : [];
+    // An answer for a theater no longer chosen is dropped; the newer choice renders its own.
+    if (theater !== theaterSelects[1].value) return;
+    const keep = screenSelect.value;
+    screens = list;
     screenSelect.replaceChildren(...screens.map((s) => h('option', { value: s.id }, `${s.name} (${s.capacity} seats)`)));
+    if (keep && screens.some((s) => s.id === keep)) screenSelect.value = keep;
     renderPrices();
   }
 
+  // Re-rendered whenever the screens load or the screen changes: a price already typed for a
+  // category stays (a late answer of loadScreens used to reset every price to 12.00).
   function renderPrices() {
+    const typed = new Map([...priceBox.querySelectorAll('input')].map((i) => [i.name, i.value]));
     const screen = screens.find((s) => s.id === screenSelect.value);
     priceBox.replaceChildren(...(screen?.categories || []).map((c) =>
-      field(`Price of ${c} (major units)`, h('input', { name: `price:${c}`, type: 'number', min: '0', step: '0.01', value: '12.00', required: true }))));
+      field(`Price of ${c} (major units)`, h('input', { name: `price:${c}`, type: 'number', min: '0', step: '0.01', value: typed.get(`price:${c}`) ?? '12.00', required: true }))));
   }
   theaterSelects[1].addEventListener('change', loadScreens);
   screenSelect.addEventListener('change', renderPrices);

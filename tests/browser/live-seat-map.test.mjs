@@ -142,6 +142,13 @@ test('an admin creates a movie, theater, screen layout and showtime from the adm
     await showtimeForm.getByLabel('Theater').selectOption({ label: `Form Theater ${run}, Hamburg` });
     await showtimeForm.getByLabel('Screen').selectOption({ label: 'Small (9 seats)' });
     await showtimeForm.getByLabel('Price of premium (major units)').fill('15.50');
+    // The theater's screens load again, as a late answer to choosing the theater does: the
+    // price fields are rendered anew (the old input is marked, then gone) and keep what was typed.
+    const premium = showtimeForm.getByLabel('Price of premium (major units)');
+    await premium.evaluate((el) => { el.dataset.rendered = 'before'; });
+    await showtimeForm.getByLabel('Theater').dispatchEvent('change');
+    await showtimeForm.locator('input[name="price:premium"]:not([data-rendered])').waitFor();
+    assert.equal(await premium.inputValue(), '15.50', 'a price typed before the screens reloaded stays');
     await showtimeForm.getByRole('button', { name: 'Create showtime' }).click();
     await page.screenshot({ path: path.join(artifacts, 'admin-phone.png'), fullPage: true });
     await page.getByRole('link', { name: new RegExp(`^Admin Made ${run} at`) }).click();
