@@ -285,7 +285,7 @@ impl Config {
         let amqp = AmqpConfig {
             url: url_var(env, "SEATGATE_AMQP_URL", DEFAULT_AMQP_URL, &["amqp", "amqps"])?,
             namespace: var_or(env, "SEATGATE_AMQP_NAMESPACE", String::new())?,
-            prefetch: positive(env, "SEATGATE_AMQP_PREFETCH", 16)?,
+            prefetch: positive(env, "SEATGATE_AMQP_PREFETCH", 128)?,
             queue_expires: opt(env, "SEATGATE_AMQP_QUEUE_EXPIRES_MS")?
                 .map(|v| v.trim().parse::<u64>().map(Duration::from_millis))
                 .transpose()
