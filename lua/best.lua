@@ -17,7 +17,9 @@
 -- KEYS[11] full   set of the rows (their index r) whose every seat is sold, found by earlier
 --                 runs: skipped without a lookup. Only unsell.lua and resync_sold.lua take a
 --                 seat out of the sold set, and both delete this set; so does a rebuild of the
---                 sold set (src/holds/store/mod.rs, warm). It expires with the sold set.
+--                 sold set (src/holds/store/mod.rs, warm). It lives at most a minute from its
+--                 first row (PEXPIRE NX), then is found again: a process of an older version,
+--                 whose unsell.lua does not know this set, can hide a freed seat that long only.
 --
 -- The pick, among every run of `count` adjacent seats of one row that are free (not sold, not
 -- in a live hold) and of the category, is the first by:
@@ -116,8 +118,7 @@ local sold_out = {}
 local function remember_sold_out()
   if #sold_out > 0 then
     redis.call('SADD', k_full, unpack(sold_out))
-    local ttl = redis.call('PTTL', k_sold)
-    if ttl > 0 then redis.call('PEXPIRE', k_full, ttl) end
+    redis.call('PEXPIRE', k_full, 60000, 'NX')
   end
 end
 

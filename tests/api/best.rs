@@ -177,8 +177,11 @@ async fn a_sold_out_row_is_remembered_until_a_seat_of_it_is_sold_no_more() {
     // Assert: of A and C, equally near the middle, the one further back; B is remembered.
     assert_eq!(house.position(seats[0]).0, 2);
     assert_eq!(sold_out_rows(&house).await, ["1"]);
-    // A cancelled booking frees B2: the memory goes, and the next pick takes B2, in the middle row.
+    // The memory lasts a minute at most, whatever frees seats without knowing of it.
     let mut conn = pool.get().await.expect("redis connection");
+    let ttl: i64 = redis::cmd("PTTL").arg(&house.keys.full).query_async(&mut conn).await.expect("pttl");
+    assert!((1..=60_000).contains(&ttl), "ttl {ttl}");
+    // A cancelled booking frees B2: the memory goes, and the next pick takes B2, in the middle row.
     let b2 = house.ids[1][1];
     store::unsell(&mut conn, &house.keys, &[b2], Duration::from_secs(120)).await.expect("unsell");
     assert!(sold_out_rows(&house).await.is_empty());
